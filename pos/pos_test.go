@@ -1,0 +1,594 @@
+package pos_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/evoucher/evoucher"
+	"github.com/evoucher/evoucher/internal/testhsm"
+	"github.com/evoucher/evoucher/pos"
+	"github.com/evoucher/evoucher/pos/postest"
+	"github.com/evoucher/evoucher/xml/message"
+	"github.com/evoucher/evoucher/xml/xenc"
+)
+
+// shop is one terminal with its store, a world around it and two vendor cards in tokens.
+type shop struct {
+	w     *postest.World
+	store *pos.Store
+	till  *pos.Till
+	cards map[string]pos.Card
+	pins  map[string]string
+	out   *bytes.Buffer
+	dir   string
+}
+
+func mustKey(t *testing.T, label string) pos.KeyPair {
+	t.Helper()
+	k, _, err := testhsm.MustToken(t).RSAKey(label, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// mustShop makes terminal T-1 of R-1 with cards V-1 and V-2 (real SoftHSM2 tokens), a
+// shipment S-1 of n codes of P10 shared with both cards, and a first sync done.
+func mustShop(t *testing.T, n int) *shop {
+	t.Helper()
+	w, err := postest.New("T-1", "R-1", mustKey(t, "terminal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &shop{w: w, cards: map[string]pos.Card{}, out: &bytes.Buffer{}, dir: t.TempDir()}
+	for _, v := range []string{"V-1", "V-2"} {
+		if s.cards[v], err = w.Card(v, mustKey(t, "card")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, pins, err := w.Shipment("S-1", "P10", 100_000_000_000, n, s.cards["V-1"], s.cards["V-2"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pins = pins
+	w.Offer(raw)
+	s.store = mustStore(t, s.dir)
+	s.till = &pos.Till{Term: w.Term, Store: s.store, Printer: &pos.TextPrinter{W: s.out}}
+	res, err := s.till.Sync(context.Background(), w)
+	if err != nil || len(res.Received) != 1 || res.Acked != 1 || len(res.Refused) != 0 {
+		t.Fatalf("first sync: %+v %v", res, err)
+	}
+	return s
+}
+
+func mustStore(t *testing.T, dir string) *pos.Store {
+	t.Helper()
+	st, err := pos.OpenStore(pos.StoreConfig{Path: filepath.Join(dir, "pos.db"), Terminal: "T-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func (s *shop) activate(t *testing.T, v string) *pos.CardSession {
+	t.Helper()
+	c := s.cards[v]
+	sess, err := pos.Activate(s.w.Term, s.store, c.Key.(pos.KeyPair), c.Cert, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.Close)
+	return sess
+}
+
+func onShelf(t *testing.T, st *pos.Store) int {
+	t.Helper()
+	lines, err := st.Stock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range lines {
+		n += l.OnShelf
+	}
+	return n
+}
+
+func TestSell(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 5)
+	sess := s.activate(t, "V-1")
+	p, err := s.till.Sell(context.Background(), sess, "P10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := s.pins[p.Sale.Serial]
+	text := s.out.String()
+	for _, want := range []string{"R-1", "terminal T-1", "OP-A P10", "10.00 EUR", p.Sale.Serial, "T-1-000001", "V-1", "*123*" + pin + "#"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("ticket lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "DUPLICATE") {
+		t.Error("a first print says DUPLICATE")
+	}
+	if onShelf(t, s.store) != 4 || sess.CachedKeys() != 1 {
+		t.Fatalf("shelf %d, cached keys %d", onShelf(t, s.store), sess.CachedKeys())
+	}
+	t.Run("CardRemovedZeroesKeys", func(t *testing.T) {
+		sess.Close()
+		if sess.CachedKeys() != 0 {
+			t.Fatal("keys kept after the card was removed")
+		}
+		if _, err := s.till.Sell(context.Background(), sess, "P10"); !errors.Is(err, pos.ErrCardInactive) {
+			t.Fatalf("sold with a removed card: %v", err)
+		}
+		if onShelf(t, s.store) != 4 {
+			t.Fatal("a refused sale took a code")
+		}
+	})
+	t.Run("ErrOutOfStock", func(t *testing.T) {
+		if _, err := s.till.Sell(context.Background(), s.activate(t, "V-2"), "P99"); evoucher.ReasonOf(err) != "out_of_stock" {
+			t.Fatalf("%v", err)
+		}
+	})
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 3)
+	now := time.Now()
+	term := *s.w.Term
+	term.Now = func() time.Time { return now }
+	c := s.cards["V-1"]
+	sess, err := pos.Activate(&term, s.store, c.Key.(pos.KeyPair), c.Cert, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	till := &pos.Till{Term: &term, Store: s.store, Printer: &pos.TextPrinter{W: io.Discard}}
+	if _, err := till.Sell(context.Background(), sess, "P10"); err != nil || sess.CachedKeys() != 1 {
+		t.Fatalf("%v, %d keys", err, sess.CachedKeys())
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := till.Sell(context.Background(), sess, "P10"); !errors.Is(err, pos.ErrCardInactive) || sess.CachedKeys() != 0 {
+		t.Fatalf("sold after the idle timeout: %v, %d keys", err, sess.CachedKeys())
+	}
+}
+
+func TestOneShareAloneOpensNothing(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 2)
+	raw, _, err := s.store.ShipmentDocuments("S-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := s.w.Term.OpenShipment(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := xenc.UnwrapKey(sh.TerminalShare, s.w.Term.Cert, s.w.Term.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.cards["V-1"]
+	vs, err := xenc.UnwrapKey(sh.VendorShares["V-1"], c.Cert, c.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := sh.Codes[0]
+	for name, k := range map[string][]byte{"terminal share": ts, "card share": vs} {
+		b, _ := aes.NewCipher(k)
+		g, _ := cipher.NewGCM(b)
+		if _, err := g.Open(nil, code.Sealed[:12], code.Sealed[12:], message.ShipmentAAD(sh.ShipmentID, code.Serial)); err == nil {
+			t.Fatalf("the %s alone opened a code", name)
+		}
+	}
+	// Another shop's card with its own share cannot open this terminal's stock.
+	other, err := s.w.Card("V-9", mustKey(t, "card"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pos.Activate(s.w.Term, s.store, other.Key.(pos.KeyPair), other.Cert, 0); evoucher.ReasonOf(err) != "other_retailer" {
+		t.Fatalf("a card without shares here was activated: %v", err)
+	}
+}
+
+func TestRevokedCardRefusedAfterSync(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 2)
+	c := s.cards["V-2"]
+	s.w.Revoke(c.Cert)
+	// Until the CRL arrives, the terminal cannot know.
+	sess, err := pos.Activate(s.w.Term, s.store, c.Key.(pos.KeyPair), c.Cert, 0)
+	if err != nil {
+		t.Fatalf("before the sync: %v", err)
+	}
+	sess.Close()
+	if _, err := s.till.Sync(context.Background(), s.w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pos.Activate(s.w.Term, s.store, c.Key.(pos.KeyPair), c.Cert, 0); evoucher.ReasonOf(err) != "revoked" {
+		t.Fatalf("a revoked card was activated after the sync: %v", err)
+	}
+	if _, err := pos.Activate(s.w.Term, s.store, s.cards["V-1"].Key.(pos.KeyPair), s.cards["V-1"].Cert, 0); err != nil {
+		t.Fatalf("a valid card refused: %v", err)
+	}
+	ev, _ := s.store.CardEvents()
+	if ev["refused"] != 1 {
+		t.Fatalf("card events %v, want one refusal", ev)
+	}
+}
+
+func TestReplayedShipmentRefused(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 2)
+	raw, _, _ := s.store.ShipmentDocuments("S-1")
+	// The same shipment under a new message (re-signed) is a replay of its serials.
+	again, _, err := s.w.Shipment("S-1", "P10", 100_000_000_000, 2, s.cards["V-1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.w.Offer(again)
+	res, err := s.till.Sync(context.Background(), s.w)
+	if err != nil || len(res.Refused) != 1 || !strings.Contains(res.Refused[0], "replay") {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// The very same bytes again are our lost acknowledgement: acknowledged again, not stored twice.
+	s.w.Offer(raw)
+	res, err = s.till.Sync(context.Background(), s.w)
+	if err != nil || res.Acked != 1 || len(res.Received) != 0 || onShelf(t, s.store) != 2 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// A shipment for another terminal is refused.
+	w2, err := postest.New("T-2", "R-1", mustKey(t, "terminal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, _, _ := w2.Shipment("S-2", "P10", 200_000_000_000, 2)
+	s.w.Offer(foreign)
+	res, _ = s.till.Sync(context.Background(), s.w)
+	if len(res.Refused) == 0 {
+		t.Fatal("a shipment of another center and terminal was taken")
+	}
+}
+
+// TestCrashBeforePrint kills a process between the sale's commit and its print: on restart
+// the sale is there, unprinted; it prints as DUPLICATE and the code is never sold again.
+func TestCrashBeforePrint(t *testing.T) {
+	if dir := os.Getenv("EVPOS_CRASH_DIR"); dir != "" {
+		st, err := pos.OpenStore(pos.StoreConfig{Path: filepath.Join(dir, "pos.db"), Terminal: "T-1"})
+		if err != nil {
+			os.Exit(3)
+		}
+		if _, err := st.Sell("P10", "V-1", func(pos.ShelfCode) error { return nil }); err != nil {
+			os.Exit(4)
+		}
+		// Committed; the printer is next. The power goes.
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	t.Parallel()
+	s := mustShop(t, 3)
+	s.store.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashBeforePrint$")
+	cmd.Env = append(os.Environ(), "EVPOS_CRASH_DIR="+s.dir)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+		t.Fatalf("the child did not die by SIGKILL: %v", err)
+	}
+	s.store = mustStore(t, s.dir)
+	s.till.Store = s.store
+	pending, err := s.store.Unprinted()
+	if err != nil || len(pending) != 1 || pending[0].Ticket != "T-1-000001" {
+		t.Fatalf("after the crash: %+v %v", pending, err)
+	}
+	sold := pending[0].Serial
+	sess := s.activate(t, "V-1")
+	done, err := s.till.Resume(context.Background(), sess)
+	if err != nil || len(done) != 1 || !done[0].Duplicate {
+		t.Fatalf("resume: %+v %v", done, err)
+	}
+	if !strings.Contains(s.out.String(), "*** DUPLICATE ***") || !strings.Contains(s.out.String(), s.pins[sold]) {
+		t.Fatalf("the resumed ticket is not a DUPLICATE of %s:\n%s", sold, s.out.String())
+	}
+	if p, _ := s.store.Unprinted(); len(p) != 0 {
+		t.Fatal("still unprinted after resume")
+	}
+	seen := map[string]bool{sold: true}
+	for range 2 {
+		p, err := s.till.Sell(context.Background(), sess, "P10")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p.Sale.Serial] {
+			t.Fatalf("code %s sold twice", p.Sale.Serial)
+		}
+		seen[p.Sale.Serial] = true
+	}
+	if _, err := s.till.Sell(context.Background(), sess, "P10"); evoucher.ReasonOf(err) != "out_of_stock" {
+		t.Fatalf("a fourth sale of three codes: %v", err)
+	}
+	sale, _ := s.store.SaleOf(1)
+	if sale.Reprints != 1 {
+		t.Fatalf("the duplicate is not counted: %d reprints", sale.Reprints)
+	}
+}
+
+// escpos is what a port-9100 printer saw.
+type escpos struct {
+	init, cut bool
+	text      string
+	qr        string
+	bold      int
+}
+
+// parseESCPOS reads the commands the printer driver sends; unknown commands fail.
+func parseESCPOS(b []byte) (escpos, error) {
+	var p escpos
+	var text strings.Builder
+	for i := 0; i < len(b); {
+		switch {
+		case b[i] == 0x1b && i+1 < len(b) && b[i+1] == '@':
+			p.init = true
+			i += 2
+		case b[i] == 0x1b && i+2 < len(b) && (b[i+1] == 'a' || b[i+1] == 'E'):
+			if b[i+1] == 'E' && b[i+2] == 1 {
+				p.bold++
+			}
+			i += 3
+		case b[i] == 0x1d && i+2 < len(b) && b[i+1] == '!':
+			i += 3
+		case b[i] == 0x1d && i+3 < len(b) && b[i+1] == 'V':
+			p.cut = true
+			i += 4
+		case b[i] == 0x1d && i+6 < len(b) && b[i+1] == '(' && b[i+2] == 'k':
+			n := int(b[i+3]) | int(b[i+4])<<8
+			if i+5+n > len(b) || n < 2 {
+				return p, errors.New("short GS ( k")
+			}
+			cn, fn, params := b[i+5], b[i+6], b[i+7:i+5+n]
+			if cn == 49 && fn == 80 {
+				p.qr = string(params[1:])
+			}
+			i += 5 + n
+		case b[i] == 0x1b || b[i] == 0x1d:
+			return p, errors.New("unknown command")
+		default:
+			text.WriteByte(b[i])
+			i++
+		}
+	}
+	p.text = text.String()
+	return p, nil
+}
+
+// listener is a local port-9100 printer.
+func listener(t *testing.T) (addr string, got func() []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var all []byte
+	done := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			c.Close()
+			mu.Lock()
+			all = append(all, b...)
+			mu.Unlock()
+			done <- struct{}{}
+		}
+	}()
+	return ln.Addr().String(), func() []byte {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out := all
+		all = nil
+		return out
+	}
+}
+
+func TestESCPOSPrinter(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 3)
+	addr, got := listener(t)
+	s.till.Printer = &pos.ESCPOSPrinter{Addr: addr}
+	sess := s.activate(t, "V-1")
+	p, err := s.till.Sell(context.Background(), sess, "P10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := s.pins[p.Sale.Serial]
+	e, err := parseESCPOS(got())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.init || !e.cut || e.qr != "tel:*123*"+pin+"%23" {
+		t.Fatalf("init %v cut %v qr %q", e.init, e.cut, e.qr)
+	}
+	grouped := pin[:4] + " " + pin[4:8] + " " + pin[8:12] + " " + pin[12:]
+	for _, want := range []string{grouped, p.Sale.Serial, "T-1-000001", "10.00 EUR"} {
+		if !strings.Contains(e.text, want) {
+			t.Errorf("printed text lacks %q:\n%s", want, e.text)
+		}
+	}
+	t.Run("DeadPrinterThenReprint", func(t *testing.T) {
+		dead, _ := net.Listen("tcp", "127.0.0.1:0")
+		deadAddr := dead.Addr().String()
+		dead.Close()
+		s.till.Printer = &pos.ESCPOSPrinter{Addr: deadAddr, Timeout: time.Second}
+		_, err := s.till.Sell(context.Background(), sess, "P10")
+		var se *pos.SaleError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "evpos reprint "+se.Ticket) {
+			t.Fatalf("dead printer: %v", err)
+		}
+		sale, _ := s.store.SaleOf(2)
+		if sale.Printed || onShelf(t, s.store) != 1 {
+			t.Fatalf("after a dead printer: printed %v, shelf %d", sale.Printed, onShelf(t, s.store))
+		}
+		s.till.Printer = &pos.ESCPOSPrinter{Addr: addr}
+		if _, err := s.till.Reprint(context.Background(), sess, 2); err != nil {
+			t.Fatal(err)
+		}
+		e, err := parseESCPOS(got())
+		if err != nil || !strings.Contains(e.text, "*** DUPLICATE ***") || !strings.Contains(e.text, "T-1-000002") {
+			t.Fatalf("reprint: %v\n%s", err, e.text)
+		}
+		if sale, _ := s.store.SaleOf(2); !sale.Printed || sale.Reprints != 1 {
+			t.Fatalf("after the reprint: %+v", sale)
+		}
+	})
+}
+
+func TestPDFPrinter(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 1)
+	dir := t.TempDir()
+	pp := &pos.PDFPrinter{Dir: dir}
+	s.till.Printer = pp
+	if _, err := s.till.Sell(context.Background(), s.activate(t, "V-1"), "P10"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "T-1-000001.pdf"))
+	if err != nil || !bytes.HasPrefix(b, []byte("%PDF-")) {
+		t.Fatalf("no PDF ticket: %v", err)
+	}
+}
+
+func TestReportsAndReturns(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 6)
+	ctx := context.Background()
+	sess := s.activate(t, "V-1")
+	for range 2 {
+		if _, err := s.till.Sell(ctx, sess, "P10"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Offline: the sync fails, the report is signed and queued with its number.
+	s.w.Offline = true
+	if _, err := s.till.Sync(ctx, s.w); !pos.IsUnreachable(err) {
+		t.Fatalf("offline sync: %v", err)
+	}
+	if _, err := s.till.Sell(ctx, sess, "P10"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.till.Reprint(ctx, sess, 1); err != nil {
+		t.Fatal(err)
+	}
+	back, err := s.till.Return(sess, "P10", 2)
+	if err != nil || len(back) != 2 {
+		t.Fatalf("return: %v %v", back, err)
+	}
+	s.w.Offline = false
+	res, err := s.till.Sync(ctx, s.w)
+	if err != nil || len(res.Sent) != 3 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	var seqs []int64
+	var returned int
+	for _, raw := range s.w.Received {
+		d, _ := message.Parse(raw, message.DefaultLimits)
+		switch d.Root().Tag {
+		case "SalesReport":
+			r, err := message.ReadSalesReport(d.Root())
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, r.Seq)
+			if r.Seq == 2 && (len(r.Sales) != 2 || r.Sales[0].Ticket != "T-1-000001" || r.Sales[0].Reprints != 1) {
+				t.Fatalf("report 2 = %+v, want ticket 3 and the reprint of ticket 1", r.Sales)
+			}
+		case "StockReturn":
+			r, _ := message.ReadStockReturn(d.Root())
+			plain, err := xenc.Decrypt(r.Encrypted, s.w.Enc, s.w.EncKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = message.ReadReturnCodes(plain, "S-1", func(c message.Code) error {
+				if string(c.PIN) != s.pins[c.Serial] {
+					t.Errorf("returned %s with the wrong PIN", c.Serial)
+				}
+				returned++
+				return nil
+			})
+		}
+	}
+	if len(seqs) != 2 || seqs[0] != 1 || seqs[1] != 2 || returned != 2 {
+		t.Fatalf("reports %v, %d codes returned", seqs, returned)
+	}
+	sh, rec, seq, err := s.till.CloseShift()
+	if err != nil || !sh.Reconciled() || seq != 3 || !bytes.Contains(rec, []byte("ShiftRecord")) {
+		t.Fatalf("shift %+v seq %d %v", sh, seq, err)
+	}
+	l := sh.Lines[0]
+	if l.Opening != 0 || l.Received != 6 || l.Sold != 3 || l.Returned != 2 || l.Closing != 1 || sh.Reprints != 1 {
+		t.Fatalf("shift line %+v", l)
+	}
+	next, err := s.store.CurrentShift()
+	if err != nil || next.ID == sh.ID || next.Lines[0].Opening != 1 {
+		t.Fatalf("next shift %+v %v", next, err)
+	}
+}
+
+func TestOnlineMode(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 4)
+	ctx := context.Background()
+	s.till.Online = s.w
+	sess := s.activate(t, "V-1")
+	if _, err := s.till.Sell(ctx, sess, "P10"); err != nil || len(s.w.Sold) != 1 {
+		t.Fatalf("%v, %d authorised", err, len(s.w.Sold))
+	}
+	t.Run("Unreachable", func(t *testing.T) {
+		s.w.Offline = true
+		before := s.out.Len()
+		_, err := s.till.Sell(ctx, sess, "P10")
+		if !pos.IsUnreachable(err) || !strings.Contains(err.Error(), "evpos resume") || s.out.Len() != before {
+			t.Fatalf("%v (printed %d bytes)", err, s.out.Len()-before)
+		}
+		s.w.Offline = false
+		done, err := s.till.Resume(ctx, sess)
+		if err != nil || len(done) != 1 || done[0].Duplicate {
+			t.Fatalf("resume: %+v %v", done, err)
+		}
+	})
+	t.Run("Refused", func(t *testing.T) {
+		s.w.Sold["100000000002"] = "elsewhere"
+		_, err := s.till.Sell(ctx, sess, "P10")
+		if evoucher.ReasonOf(err) != "sold_twice" {
+			t.Fatalf("%v", err)
+		}
+		p, err := s.till.Sell(ctx, sess, "P10")
+		if err != nil || p.Sale.Serial != "100000000003" {
+			t.Fatalf("the next sale: %+v %v", p.Sale, err)
+		}
+	})
+}

@@ -1,0 +1,38 @@
+// Package dsig owns the XML signature profile of the exchange (DESIGN.md §4): one enveloped
+// ds:Signature, the last child of the document's root element, with exactly one Reference to
+// the root by its Id (URI="#Id"), the transforms enveloped-signature then exclusive c14n,
+// exclusive c14n for SignedInfo, RSA-SHA256 (keys of at least 2048 bits) over a SHA-256
+// digest, and a KeyInfo carrying exactly the signer's certificate. It signs and verifies with
+// goxmldsig on etree.
+//
+// Verify checks the whole profile on the parsed document before any cryptography, asks the
+// caller's Trust whether the signer's certificate is acceptable (package pki decides chain,
+// role, revocation and validity at the message's time), and only then lets goxmldsig check the
+// signature. It returns the element that the signature covers, rebuilt from the signed
+// canonical bytes: callers read that element, never the parsed document, so content outside
+// the signature (wrapping attacks) or invisible to the canonical form (comments) cannot reach
+// them. Documents with comments, processing instructions or a DOCTYPE are refused outright.
+//
+// The package never parses bytes (size and depth limits belong to the caller's parser, package
+// message), never decides whether a certificate is trusted, and never reads configuration.
+package dsig
+
+// The profile's namespace and algorithm identifiers.
+const (
+	nsDSig       = "http://www.w3.org/2000/09/xmldsig#"
+	algExcC14N   = "http://www.w3.org/2001/10/xml-exc-c14n#"
+	algEnveloped = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+	algRSASHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+	algSHA256    = "http://www.w3.org/2001/04/xmlenc#sha256"
+	algXPath     = "http://www.w3.org/TR/1999/REC-xpath-19991116"
+)
+
+// Key sizes accepted for signers: the design's minimum, and a ceiling that bounds the work a
+// hostile certificate can cause before it is trusted.
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
+
+// idAttr is the root attribute the Reference points to.
+const idAttr = "Id"
