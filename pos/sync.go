@@ -337,3 +337,24 @@ func (t *Till) Status() (Status, error) {
 
 // Alarm records alarm lines for the clerk (a wrong PIN, a refused card).
 func (t *Till) Alarm(lines ...string) { t.alarm(lines...) }
+
+// Order sends a signed StockOrder for quantity codes of an operator's product; the center
+// answers with the Shipment, which is verified, stored and acknowledged as a sync would. A
+// shipment that does not verify is listed in the result's Refused (and kept as an alarm).
+func (t *Till) Order(ctx context.Context, r Remote, operator, product string, quantity int) (SyncResult, error) {
+	var res SyncResult
+	if quantity <= 0 {
+		return res, evoucher.Errorf(evoucher.KindInvalid, "bad_quantity", "order at least one code")
+	}
+	doc, err := t.Term.Order(operator, product, quantity)
+	if err != nil {
+		return res, err
+	}
+	answer, err := r.Exchange(ctx, doc)
+	if err != nil {
+		return res, fmt.Errorf("the order of %d × %s %s: %w", quantity, operator, product, err)
+	}
+	err = t.receive(ctx, r, answer, &res)
+	t.alarm(res.Refused...)
+	return res, err
+}

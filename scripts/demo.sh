@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/bin/evoucher
+POS=$PWD/bin/evpos
 work=$(mktemp -d /tmp/evdemo.XXXXXX)
 dir=$work/center
 server_pid=""
@@ -16,8 +17,19 @@ trap cleanup EXIT
 
 step=0
 say() { step=$((step + 1)); printf '\n\033[1m%d. %s\033[0m\n' "$step" "$*"; }
+# section NAME: a heading for each part of the story; each part below is one function, run in
+# order at the end of this file, sharing the variables the earlier parts set.
+section() { printf '\n\033[1;4m== %s ==\033[0m\n' "$*"; }
+newpin() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
+# token LABEL PIN: a fresh SoftHSM2 token in the center's token directory (one machine here).
+token() { SOFTHSM2_CONF="$dir/softhsm/softhsm2.conf" softhsm2-util --init-token --free --label "$1" --so-pin "$(newpin)" --pin "$2"; }
+# sql QUERY: what the center recorded, read straight from its database.
+sql() { psql "$DATABASE_URL" -X -q -P pager=off -c "$1"; }
 fail() { echo "DEMO FAILED: $*" >&2; [ -f "$work/server.log" ] && tail -n 20 "$work/server.log" >&2; exit 1; }
 
+# ---------------------------------------------------------------------------------------------
+center() {
+section "The center"
 say "The center is created from nothing: its HSM token (SoftHSM2 here), the CA, the center's keys and certificates, the schema."
 "$BIN" init --dir "$dir"
 
@@ -38,16 +50,19 @@ done
 url="https://$addr"
 curl -sf --cacert "$dir/ca.pem" "$url/readyz" >/dev/null || fail "the server is not ready"
 echo "listening on $url; /readyz says: $(curl -sf --cacert "$dir/ca.pem" "$url/readyz")"
+}
 
+# ---------------------------------------------------------------------------------------------
+operator() {
+section "The operator: ACME Telecom uploads codes"
 say "A manager records the operator ACME Telecom and its 10.00 EUR product (reorder 5000 codes below 2000)."
 "$BIN" operator create --dir "$dir" OP-ACME --name "ACME Telecom"
 "$BIN" operator add-product --dir "$dir" --operator OP-ACME --code ACME-10 --face-value 1000 --currency EUR \
   --refill 'Dial *123*{PIN}#' --serial-pattern '[0-9]{12}' --pin-pattern '[0-9]{14}' --reorder-level 2000 --reorder-quantity 5000
 
 say "ACME enrols its signing key: generated in ACME's own token, certified by the platform CA with a one-time code."
-opin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-SOFTHSM2_CONF="$dir/softhsm/softhsm2.conf" softhsm2-util --init-token --free --label op-acme \
-  --so-pin "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" --pin "$opin" >/dev/null
+opin=$(newpin)
+token op-acme "$opin" >/dev/null
 ocode=$("$BIN" pki issue-code --dir "$dir" --role operator-sign --entity OP-ACME | awk '{print $NF}')
 EVOUCHER_HSM_PIN=$opin "$BIN" pki enrol --dir "$dir" --server "$url" --hsm-token op-acme --role operator-sign \
   --key-label sign --code "$ocode" --out "$work/op-sign.pem"
@@ -82,8 +97,13 @@ if command -v pg_dump >/dev/null; then
   if grep -qF -f "$work/pins.txt" "$work/dump.sql" "$work/server.log"; then fail "a clear PIN is in the database or the server log"; fi
   echo "searched a $(wc -c <"$work/dump.sql")-byte pg_dump and the server log for all 1000 PINs: none found"
 fi
-rm -f "$work/codes.csv" "$work/pins.txt"
+rm -f "$work/codes.csv" "$work/dump.sql"
+# pins.txt stays (in the temp dir) until the POS part has checked its own disk for PINs.
+}
 
+# ---------------------------------------------------------------------------------------------
+retailer() {
+section "The retailer: Corner Shop, its terminal and its salesmen"
 say "A manager records the retailer Corner Shop, its terminal T-1 and two salesmen, V-1 and V-2."
 "$BIN" retailer create --dir "$dir" R-CORNER --name "Corner Shop"
 "$BIN" retailer add-terminal --dir "$dir" --retailer R-CORNER --id T-1 --name "front till"
@@ -95,56 +115,103 @@ say "A manager issues a one-time enrolment code for terminal T-1."
 line=$("$BIN" pki issue-code --dir "$dir" --role terminal --entity T-1)
 echo "$line"
 code=$(echo "$line" | awk '{print $NF}')
+}
 
+# ---------------------------------------------------------------------------------------------
+# The POS program evpos runs the terminal: its local store (SQLite) is in $posdir, its token
+# and the vendor cards are SoftHSM2 tokens. Tickets print on the screen (--printer stdout).
+pos_terminal() {
+section "The terminal T-1 runs evpos, the POS program"
+posdir=$work/pos
 say "The terminal gets its own token; its key pair is generated inside it and never leaves it."
-tpin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-SOFTHSM2_CONF="$dir/softhsm/softhsm2.conf" softhsm2-util --init-token --free --label terminal-T-1 \
-  --so-pin "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" --pin "$tpin" | sed 's/^/  /'
-export EVOUCHER_HSM_PIN=$tpin   # from here on, the terminal's commands unlock its token with it
+tpin=$(newpin)
+token terminal-T-1 "$tpin" | sed 's/^/  /'
 
-say "The terminal enrols: a certificate request signed in its token, plus the one-time code."
-"$BIN" pki enrol --dir "$dir" --server "$url" --hsm-token terminal-T-1 --role terminal --key-label terminal \
-  --code "$code" --out "$work/terminal.pem"
+say "evpos enrols the terminal: a certificate request signed in its token, plus the one-time code; its settings go to $posdir/config.json."
+pos enrol --server "$url" --ca "$dir/ca.pem" --token terminal-T-1 --softhsm-conf "$dir/softhsm/softhsm2.conf" --code "$code"
 
 say "The terminal makes an mTLS call: the center checks chain, validity, role and revocation."
-"$BIN" pki whoami --dir "$dir" --server "$url" --hsm-token terminal-T-1 --key-label terminal --cert "$work/terminal.pem"
+EVOUCHER_HSM_PIN=$tpin "$BIN" pki whoami --dir "$dir" --server "$url" --hsm-token terminal-T-1 --key-label terminal --cert "$posdir/terminal.pem"
 
-unset EVOUCHER_HSM_PIN
-# The terminal's commands unlock its token with its PIN; the center's use the center's.
-t1() { EVOUCHER_HSM_PIN=$tpin "$BIN" terminal "$@"; }
-
-say "Each salesman's vendor card (a SoftHSM2 token standing in for a smart card) gets its key and certificate."
+say "Each salesman's vendor card (a SoftHSM2 token standing in for a smart card) is inserted in T-1 and enrolled: key generated on the card, one-time code."
 for v in V-1 V-2; do
-  cpin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+  cpin=$(newpin)
   echo "$cpin" >"$work/card-$v.pin"
-  SOFTHSM2_CONF="$dir/softhsm/softhsm2.conf" softhsm2-util --init-token --free --label "card-$v" \
-    --so-pin "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" --pin "$cpin" >/dev/null
+  token "card-$v" "$cpin" >/dev/null
   vcode=$("$BIN" pki issue-code --dir "$dir" --role vendor --entity "$v" | awk '{print $NF}')
-  EVOUCHER_HSM_PIN=$cpin "$BIN" pki enrol --dir "$dir" --server "$url" --hsm-token "card-$v" --role vendor \
-    --key-label card --code "$vcode" --out "$work/card-$v.pem"
+  EVPOS_CARD_PIN=$cpin pos card enrol --card-token "card-$v" --code "$vcode"
 done
-term=(--dir "$dir" --server "$url" --hsm-token terminal-T-1 --key-label terminal --cert "$work/terminal.pem" --state "$work/t1")
 
-say "T-1 orders 10 codes: the center reserves them (SKIP LOCKED, earliest expiry first), re-encrypts them under a fresh key split between the terminal and each card, signs the shipment; the terminal verifies and acknowledges it."
-t1 order "${term[@]}" --operator OP-ACME --product ACME-10 --quantity 10
+say "T-1's first sync: the platform's CRL (to check vendor cards while offline) and the center's encryption certificate; nothing to receive yet."
+pos sync
 
-say "Alice sells 3 codes: each is decrypted only now, with T-1's share and her card's share, and printed."
-EVOUCHER_CARD_PIN=$(cat "$work/card-V-1.pin") t1 sell "${term[@]}" --count 3 --vendor V-1 \
-  --card-token card-V-1 --card-cert "$work/card-V-1.pem"
+say "T-1 orders 10 codes: the center reserves them (SKIP LOCKED, earliest expiry first), re-encrypts them under a fresh key split between the terminal and each card, signs the shipment; evpos verifies, stores and acknowledges it."
+pos order --operator OP-ACME --product ACME-10 --quantity 10
+pos stock
 
-say "T-1 reports its sales (sequence 1) and its stock."
-t1 report "${term[@]}"
+say "Alice inserts her card and types its PIN; she sells one code. It is decrypted only now, with T-1's share and her card's, committed to the local store, then printed:"
+card V-1 pos sell --product ACME-10 --card-token card-V-1
 
-say "Bob sells 4 more; the report leaves T-1 at 3, below its minimum of 5: a low-stock alarm, and the center ships the difference to its maximum."
-EVOUCHER_CARD_PIN=$(cat "$work/card-V-2.pin") t1 sell "${term[@]}" --count 4 --vendor V-2 \
-  --card-token card-V-2 --card-cert "$work/card-V-2.pem" | grep -c '^---- ticket' | sed 's/^/tickets printed: /'
-t1 report "${term[@]}"
+say "She sells 2 more (tickets on the till's printer, a text file here)."
+card V-1 pos sell --product ACME-10 --count 2 --card-token card-V-1 --printer "text:$work/printer.txt"
+echo "tickets printed: $(grep -c '^Ticket' "$work/printer.txt")"
+
+say "A wrong PIN is refused and counted; the card locks itself after a few."
+if out=$(EVPOS_CARD_PIN=0000 pos sell --product ACME-10 --card-token card-V-1 2>&1); then fail "a wrong PIN sold"; fi
+echo "$out"
+
+say "The customer lost ticket 1: it is printed again, marked DUPLICATE (counted in the next report, never a new sale)."
+card V-1 pos reprint T-1-000001 --card-token card-V-1 --printer "text:$work/printer.txt"
+grep -c 'DUPLICATE' "$work/printer.txt" | sed 's/^/DUPLICATE marks on the printer: /'
+
+say "T-1 syncs: its sales go to the center in a signed, gap-free report (sequence 1); the center records them."
+pos sync
+sql "SELECT s.ticket, c.serial, s.vendor_id AS vendor, s.report_seq, s.reprints, c.state FROM sales s JOIN codes c ON c.id = s.code_id WHERE s.terminal_id = 'T-1' ORDER BY s.ticket"
+
+say "Bob sells 4 codes. Selling never needs the center (offline mode): the sales wait on the terminal's disk."
+card V-2 pos sell --product ACME-10 --count 4 --card-token card-V-2 --printer "text:$work/printer.txt"
+
+say "The network is down when T-1 syncs (the center's address is unreachable here): the sales are signed into report 2 and stay queued."
+if out=$(pos sync --server https://127.0.0.1:9 2>&1); then fail "a sync without the center succeeded"; fi
+echo "$out"
+pos status
+
+say "Back online, T-1 syncs: report 2 leaves it at 3 codes, below its minimum of 5, so the center ships it up to its maximum; the next sync brings that shipment."
+pos sync
 "$BIN" alarms check --dir "$dir" | sed -n 1,4p
-t1 sync "${term[@]}"
-t1 stock --state "$work/t1"
+pos sync
+pos stock
 "$BIN" vault stock --dir "$dir"
 
-say "Using the same enrolment code again is refused."
+say "Two codes go back to the center: re-encrypted to its key, signed, sent; the center checks each against its own and puts them back in the vault."
+card V-1 pos return --product ACME-10 --count 2 --card-token card-V-1
+sql "SELECT state, count(*) FROM codes GROUP BY state ORDER BY state"
+
+say "Bob's card is lost: a manager revokes it. After its next sync (which brings the new CRL), T-1 refuses the card."
+vserial=$("$BIN" pki list --dir "$dir" --role vendor --entity V-2 | awk 'NR==2 {print $1}')
+"$BIN" pki revoke --dir "$dir" "$vserial" --reason keyCompromise
+pos sync
+if out=$(card V-2 pos sell --product ACME-10 --card-token card-V-2 2>&1); then fail "a revoked card sold"; fi
+echo "$out"
+
+say "Alice closes the shift: opening stock, received, sold, returned, closing stock — reconciled, signed, printed, and sent as the closing report."
+pos shift close
+sql "SELECT t.id AS terminal, t.report_seq AS last_report, count(s.*) AS sales, count(*) FILTER (WHERE s.report_seq IS NOT NULL) AS reported, sum(s.reprints) AS reprints FROM terminals t LEFT JOIN sales s ON s.terminal_id = t.id WHERE t.id = 'T-1' GROUP BY t.id"
+
+say "The terminal's disk holds no PIN in clear: its store, settings and shift records were searched for all 1000."
+if grep -rqF -f "$work/pins.txt" "$posdir"; then fail "a clear PIN is on the terminal's disk"; fi
+echo "searched $(du -sh "$posdir" | cut -f1) in $posdir: none found (tickets are on paper only)"
+rm -f "$work/pins.txt"
+}
+# pos ARGS…: evpos for terminal T-1, its token unlocked with its PIN.
+pos() { EVPOS_TOKEN_PIN=$tpin "$POS" --dir "$posdir" "$@"; }
+# card V CMD…: CMD with vendor V's card PIN typed in.
+card() { local v=$1; shift; EVPOS_CARD_PIN=$(cat "$work/card-$v.pin") "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+revocation() {
+section "A stolen terminal"
+say "Using the terminal's enrolment code again is refused."
 if out=$(EVOUCHER_HSM_PIN=$tpin "$BIN" pki enrol --dir "$dir" --server "$url" --hsm-token terminal-T-1 --role terminal --key-label terminal \
   --code "$code" --out "$work/again.pem" 2>&1); then fail "a used code was accepted"; fi
 echo "$out"
@@ -158,18 +225,20 @@ echo "CRL downloaded from $url/pki/crl ($(wc -c <"$work/crl.der") bytes)"
 say "Its unsold codes are quarantined at once; the list of serials goes to the operator to block."
 "$BIN" vault quarantine --dir "$dir" --terminal T-1 | sed -n 1,5p
 
-say "The terminal's next call is refused, with the reason."
-if out=$(EVOUCHER_HSM_PIN=$tpin "$BIN" pki whoami --dir "$dir" --server "$url" --hsm-token terminal-T-1 \
-  --key-label terminal --cert "$work/terminal.pem" 2>&1); then fail "a revoked certificate was accepted"; fi
+say "The terminal's next sync is refused, with the reason."
+if out=$(pos sync 2>&1); then fail "a revoked terminal synced"; fi
 echo "$out"
 
 say "The refusals are counted in the metrics."
 curl -sf --cacert "$dir/ca.pem" "$url/metrics" | grep '^evoucher_pki_refusals_total' || fail "no refusal metrics"
+}
 
+# ---------------------------------------------------------------------------------------------
+audit() {
+section "The auditor"
 say "An auditor, with only the CA certificate and the log's public key, verifies the whole exchange log from the outside."
-apin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-SOFTHSM2_CONF="$dir/softhsm/softhsm2.conf" softhsm2-util --init-token --free --label auditor \
-  --so-pin "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')" --pin "$apin" >/dev/null
+apin=$(newpin)
+token auditor "$apin" >/dev/null
 acode=$("$BIN" pki issue-code --dir "$dir" --role auditor --entity AUD-1 | awk '{print $NF}')
 EVOUCHER_HSM_PIN=$apin "$BIN" pki enrol --dir "$dir" --server "$url" --hsm-token auditor --role auditor --ecdsa \
   --key-label audit --code "$acode" --out "$work/auditor.pem"
@@ -181,5 +250,14 @@ EVOUCHER_HSM_PIN=$apin "$BIN" audit verify "${aud[@]}" --state "$work/auditor/st
 say "The inclusion proof of ACME's first batch part, checked against the signed checkpoint."
 batchid=$(grep -o 'MessageId="[^"]*"' "$work/batch/B-2026-0001-part-0001-of-0002.xml" | head -n 1 | cut -d'"' -f2)
 EVOUCHER_HSM_PIN=$apin "$BIN" audit prove "$batchid" "${aud[@]}"
+}
 
+# ---------------------------------------------------------------------------------------------
+# The story, in order. A new part is a function above and a line here.
+center
+operator
+retailer
+pos_terminal
+revocation
+audit
 printf '\n\033[1mdemo complete\033[0m\n'

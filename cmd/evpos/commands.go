@@ -21,6 +21,55 @@ import (
 	"github.com/evoucher/evoucher/pos"
 )
 
+// enrolResponse is the center's answer to POST /v1/enrol.
+type enrolResponse struct {
+	Certificate, CA, Role, Entity, Serial, Error, Reason string
+	NotAfter                                             time.Time `json:"not_after"`
+}
+
+// enrolKey creates (or finds again) an RSA key in a token, sends its CSR with a one-time code
+// for role to the center, and returns the center's answer.
+func enrolKey(cmd *cobra.Command, g *globals, tokenLabel, keyLabel, pin string, role pki.Role, code string) (enrolResponse, error) {
+	var er enrolResponse
+	cfg, err := g.tokenConfig(tokenLabel, pin)
+	if err != nil {
+		return er, err
+	}
+	tok, err := pkcs11.Open(cfg)
+	if err != nil {
+		return er, err
+	}
+	defer tok.Close()
+	key, created, err := tok.RSAKey(keyLabel, 2048)
+	if err != nil {
+		return er, err
+	}
+	if created {
+		cmd.Printf("created key %q in token %q (non-extractable)\n", keyLabel, tokenLabel)
+	}
+	csr, err := pki.NewCSR(key, keyLabel)
+	if err != nil {
+		return er, err
+	}
+	body, _ := json.Marshal(map[string]string{"code": code, "role": string(role),
+		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))})
+	hc, err := g.httpClient(nil)
+	if err != nil {
+		return er, err
+	}
+	resp, err := hc.Post(g.server+"/v1/enrol", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return er, fmt.Errorf("the center at %s is unreachable: %w", g.server, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = json.Unmarshal(b, &er)
+	if resp.StatusCode != http.StatusCreated {
+		return er, fmt.Errorf("enrolment refused: %s (%s, HTTP %d)", er.Error, er.Reason, resp.StatusCode)
+	}
+	return er, nil
+}
+
 func newEnrolCmd(g *globals) *cobra.Command {
 	var code string
 	cmd := &cobra.Command{
@@ -38,45 +87,9 @@ the platform CA in --dir and writes the terminal's settings to <dir>/config.json
 			if err := os.MkdirAll(g.dir, 0o700); err != nil {
 				return err
 			}
-			cfg, err := g.tokenConfig(g.token, tokenPIN())
+			er, err := enrolKey(cmd, g, g.token, g.keyLabel, tokenPIN(), pki.RoleTerminal, code)
 			if err != nil {
 				return fmt.Errorf("terminal token: %w (EVPOS_TOKEN_PIN)", err)
-			}
-			tok, err := pkcs11.Open(cfg)
-			if err != nil {
-				return err
-			}
-			defer tok.Close()
-			key, created, err := tok.RSAKey(g.keyLabel, 2048)
-			if err != nil {
-				return err
-			}
-			if created {
-				cmd.Printf("created key %q in token %q (non-extractable)\n", g.keyLabel, g.token)
-			}
-			csr, err := pki.NewCSR(key, g.keyLabel)
-			if err != nil {
-				return err
-			}
-			body, _ := json.Marshal(map[string]string{"code": code, "role": string(pki.RoleTerminal),
-				"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}))})
-			hc, err := g.httpClient(nil)
-			if err != nil {
-				return err
-			}
-			resp, err := hc.Post(g.server+"/v1/enrol", "application/json", bytes.NewReader(body))
-			if err != nil {
-				return fmt.Errorf("the center at %s is unreachable: %w", g.server, err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			var er struct {
-				Certificate, CA, Role, Entity, Serial, Error, Reason string
-				NotAfter                                             time.Time `json:"not_after"`
-			}
-			_ = json.Unmarshal(b, &er)
-			if resp.StatusCode != http.StatusCreated {
-				return fmt.Errorf("enrolment refused: %s (%s, HTTP %d)", er.Error, er.Reason, resp.StatusCode)
 			}
 			certPath, caPath := filepath.Join(g.dir, "terminal.pem"), filepath.Join(g.dir, "ca.pem")
 			if err := os.WriteFile(certPath, []byte(er.Certificate), 0o644); err != nil {
@@ -103,6 +116,48 @@ the platform CA in --dir and writes the terminal's settings to <dir>/config.json
 	return cmd
 }
 
+func newCardCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "card", Short: "vendor cards at this terminal"}
+	var cf cardFlags
+	var code string
+	enrol := &cobra.Command{
+		Use:   "enrol",
+		Short: "enrol a salesman's vendor card: key pair generated on the card, CSR + one-time code → certificate",
+		Long: `card enrol creates (or finds again) the card's non-extractable RSA key on the inserted card
+(PIN from EVPOS_CARD_PIN), sends its certificate request with the one-time code the center issued
+for the vendor, and saves the certificate as <dir>/cards/<card-token>.pem, where sell finds it.`,
+		Example: "  EVPOS_CARD_PIN=… evpos card enrol --card-token card-V-1 --code ABCD-…",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.server == "" {
+				return errors.New("give --server, the center's URL (or enrol the terminal first)")
+			}
+			if cf.token == "" {
+				return errors.New("insert the card: give --card-token")
+			}
+			er, err := enrolKey(cmd, g, cf.token, cf.label, os.Getenv("EVPOS_CARD_PIN"), pki.RoleVendor, code)
+			if err != nil {
+				return fmt.Errorf("vendor card: %w (EVPOS_CARD_PIN)", err)
+			}
+			path := cf.certPath(g)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, []byte(er.Certificate), 0o644); err != nil {
+				return err
+			}
+			cmd.Printf("enrolled vendor card %s: certificate %s saved to %s (valid until %s)\n",
+				er.Entity, er.Serial, path, er.NotAfter.Format(time.DateOnly))
+			return nil
+		},
+	}
+	cf.add(enrol)
+	enrol.Flags().StringVar(&code, "code", "", "the one-time enrolment code issued for the vendor")
+	_ = enrol.MarkFlagRequired("code")
+	cmd.AddCommand(enrol)
+	return cmd
+}
+
 func newSyncCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "sync",
@@ -119,6 +174,33 @@ func newSyncCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+}
+
+func newOrderCmd(g *globals) *cobra.Command {
+	var operator, product string
+	var quantity int
+	cmd := &cobra.Command{
+		Use:     "order",
+		Short:   "order stock from the center (a signed StockOrder); the shipment it answers is verified, stored, acknowledged",
+		Example: "  evpos order --operator OP-ACME --product ACME-10 --quantity 20",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := g.open(cmd)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			res, err := s.till.Order(cmd.Context(), s.center, operator, product, quantity)
+			printSync(cmd, res)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&operator, "operator", "", "operator id")
+	cmd.Flags().StringVar(&product, "product", "", "product code")
+	cmd.Flags().IntVar(&quantity, "quantity", 10, "codes wanted")
+	_ = cmd.MarkFlagRequired("operator")
+	_ = cmd.MarkFlagRequired("product")
+	return cmd
 }
 
 func printSync(cmd *cobra.Command, res pos.SyncResult) {

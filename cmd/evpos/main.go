@@ -49,7 +49,7 @@ Without a subcommand, evpos opens the interactive screen.`,
 	}
 	g.addFlags(root)
 	root.SetOut(os.Stdout)
-	root.AddCommand(newEnrolCmd(g), newSyncCmd(g), newStockCmd(g), newSellCmd(g), newReprintCmd(g), newResumeCmd(g),
+	root.AddCommand(newEnrolCmd(g), newCardCmd(g), newSyncCmd(g), newOrderCmd(g), newStockCmd(g), newSellCmd(g), newReprintCmd(g), newResumeCmd(g),
 		newReturnCmd(g), newShiftCmd(g), newStatusCmd(g), newScreenCmd(g), newBenchCmd())
 	return root
 }

@@ -109,15 +109,24 @@ type cardFlags struct {
 func (c *cardFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.token, "card-token", "", "the vendor card's token label (the inserted card)")
 	cmd.Flags().StringVar(&c.label, "card-key", "card", "label of the card's key")
-	cmd.Flags().StringVar(&c.cert, "card-cert", "", "the card's certificate (PEM)")
+	cmd.Flags().StringVar(&c.cert, "card-cert", "", "the card's certificate (PEM; default <dir>/cards/<card-token>.pem, where `card enrol` saves it)")
+}
+
+// certPath is the card's certificate file: --card-cert, or where `card enrol` saved it.
+func (c *cardFlags) certPath(g *globals) string {
+	if c.cert != "" {
+		return c.cert
+	}
+	return filepath.Join(g.dir, "cards", c.token+".pem")
 }
 
 // activate unlocks the card with EVPOS_CARD_PIN and checks it. A wrong PIN is counted in the
 // store and raised as an alarm; a locked card is reported as such, and never retried.
 func (s *session) activate(c cardFlags) error {
-	if c.token == "" || c.cert == "" {
-		return errors.New("insert a vendor card: give --card-token and --card-cert")
+	if c.token == "" {
+		return errors.New("insert a vendor card: give --card-token")
 	}
+	c.cert = c.certPath(s.g)
 	cfg, err := s.g.tokenConfig(c.token, os.Getenv("EVPOS_CARD_PIN"))
 	if err != nil {
 		return fmt.Errorf("vendor card: %w (EVPOS_CARD_PIN)", err)
