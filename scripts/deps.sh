@@ -24,6 +24,8 @@ if [ "$need_pg" = 1 ] && [ -z "${DATABASE_URL:-}" ]; then
 fi
 command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
+# headless browser for the dashboard tests (api/dashboard, driven with chromedp)
+command -v chromium >/dev/null || missing+=(chromium)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
