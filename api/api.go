@@ -79,6 +79,14 @@ type Config struct {
 	Log AuditLog
 	// Alarms, when set, serves /v1/alarms to managers and auditors (package codevault).
 	Alarms Alarms
+	// Dashboard, when set, mounts the web dashboard and its session JSON API (package
+	// api/dashboard) next to the machine routes.
+	Dashboard Routes
+}
+
+// Routes is a set of routes mounted on the server's router.
+type Routes interface {
+	Routes(r chi.Router)
 }
 
 // Server serves the center's HTTP API.
@@ -148,6 +156,9 @@ func New(cfg Config) (*Server, error) {
 			s.alarmRoutes(r, cfg.Alarms)
 		}
 	})
+	if cfg.Dashboard != nil {
+		cfg.Dashboard.Routes(r)
+	}
 	s.router = r
 	return s, nil
 }

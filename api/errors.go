@@ -6,7 +6,10 @@ import (
 	"github.com/evoucher/evoucher"
 )
 
-// statusOf is the one place where an error kind becomes an HTTP status.
+// StatusOf is the one place where an error kind becomes an HTTP status; the dashboard
+// (api/dashboard) answers with it too.
+func StatusOf(k evoucher.Kind) int { return statusOf(k) }
+
 func statusOf(k evoucher.Kind) int {
 	switch k {
 	case evoucher.KindInvalid:

@@ -21,6 +21,8 @@ type Metrics struct {
 	PKI *PKIMeter
 	// Vault counts codes stored and messages refused; hand it to codevault.Config.Meter.
 	Vault *VaultMeter
+	// Access counts dashboard logins; hand it to access.Config.Meter.
+	Access *AccessMeter
 }
 
 // NewMetrics returns a fresh registry with the process, Go and evoucher collectors.
@@ -56,6 +58,7 @@ func NewMetrics() *Metrics {
 		Name: "evoucher_codes_shipped_total", Help: "Codes shipped to terminals, by product.",
 	}, []string{"product"})
 	m.Vault.sold = prometheus.NewCounter(prometheus.CounterOpts{Name: "evoucher_sales_total", Help: "Sales recorded."})
+	m.Access = newAccessMeter(reg)
 	reg.MustRegister(m.requests, m.PKI.issued, m.PKI.refused, m.PKI.revoked, m.Vault.codes, m.Vault.refused, m.Vault.shipped, m.Vault.sold)
 	return m
 }

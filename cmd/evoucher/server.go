@@ -82,6 +82,10 @@ func runServer(ctx context.Context, g *globals, listen string, checkpointEvery t
 	if err != nil {
 		return err
 	}
+	dash, err := newDashboard(c, g)
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Config{
 		Authority: c.ca,
 		Logger:    g.log,
@@ -91,6 +95,7 @@ func runServer(ctx context.Context, g *globals, listen string, checkpointEvery t
 		Terminals: c.vault,
 		Alarms:    c.vault,
 		Log:       c.xlog,
+		Dashboard: dash,
 		CenterCerts: map[string]*x509.Certificate{
 			"center-sign": c.certs["center-sign"], "center-encrypt": c.certs["center-encrypt"], "center-tls": tlsCert,
 		},
@@ -109,6 +114,7 @@ func runServer(ctx context.Context, g *globals, listen string, checkpointEvery t
 		ReadTimeout:       5 * time.Minute, // batches are large
 		IdleTimeout:       2 * time.Minute,
 	}
+	hs.RegisterOnShutdown(dash.Shutdown) // end the dashboard's live event streams
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
