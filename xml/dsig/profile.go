@@ -220,7 +220,10 @@ func (s *scan) checkPlacement() (*etree.Element, error) {
 
 // profile is what checkSignature reads from a signature that fits the profile.
 type profile struct {
-	cert *x509.Certificate
+	cert       *x509.Certificate
+	signedInfo *etree.Element
+	sigValue   []byte // SignatureValue, decoded
+	digest     []byte // the Reference's DigestValue, decoded: 32 bytes
 }
 
 // dsChildren returns el's child elements, which must all be in the XML-DSig namespace, and
@@ -348,86 +351,91 @@ func checkSignature(sig *etree.Element, rootID string) (*profile, error) {
 	if err := expect("Signature", parts, "SignedInfo", "SignatureValue", "KeyInfo"); err != nil {
 		return nil, err
 	}
-	if err := checkSignedInfo(parts[0], rootID); err != nil {
+	digest, err := checkSignedInfo(parts[0], rootID)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := base64.StdEncoding.DecodeString(parts[1].Text()); err != nil || len(parts[1].ChildElements()) > 0 {
+	sigValue, err := base64.StdEncoding.DecodeString(parts[1].Text())
+	if err != nil || len(parts[1].ChildElements()) > 0 {
 		return nil, refuse("malformed_signature", "ds:SignatureValue is not base64")
 	}
 	cert, err := checkKeyInfo(parts[2])
 	if err != nil {
 		return nil, err
 	}
-	return &profile{cert: cert}, nil
+	return &profile{cert: cert, signedInfo: parts[0], sigValue: sigValue, digest: digest}, nil
 }
 
-func checkSignedInfo(si *etree.Element, rootID string) error {
+// checkSignedInfo checks SignedInfo and returns its one Reference's digest value.
+func checkSignedInfo(si *etree.Element, rootID string) ([]byte, error) {
 	els, err := dsChildren(si)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(els) < 2 || els[0].Tag != "CanonicalizationMethod" || els[1].Tag != "SignatureMethod" {
-		return refuse("malformed_signature", "ds:SignedInfo must start with ds:CanonicalizationMethod and ds:SignatureMethod")
+		return nil, refuse("malformed_signature", "ds:SignedInfo must start with ds:CanonicalizationMethod and ds:SignatureMethod")
 	}
 	c14n, method, refs := els[0], els[1], els[2:]
 	if alg := c14n.SelectAttrValue("Algorithm", ""); alg != algExcC14N {
-		return refuse("bad_canonicalization", "SignedInfo canonicalization %q is not accepted: use exclusive c14n without comments (%s)", alg, algExcC14N)
+		return nil, refuse("bad_canonicalization", "SignedInfo canonicalization %q is not accepted: use exclusive c14n without comments (%s)", alg, algExcC14N)
 	}
 	if len(c14n.ChildElements()) > 0 {
-		return refuse("bad_canonicalization", "the canonicalization method carries parameters (InclusiveNamespaces): none are accepted")
+		return nil, refuse("bad_canonicalization", "the canonicalization method carries parameters (InclusiveNamespaces): none are accepted")
 	}
 	if err := checkAlgorithm("signature method", method.SelectAttrValue("Algorithm", ""), algRSASHA256); err != nil {
-		return err
+		return nil, err
 	}
 	if len(method.ChildElements()) > 0 {
-		return refuse("malformed_signature", "the signature method carries parameters: none are accepted")
+		return nil, refuse("malformed_signature", "the signature method carries parameters: none are accepted")
 	}
 	for _, r := range refs {
 		if r.Tag != "Reference" {
-			return refuse("malformed_signature", "ds:SignedInfo contains ds:%s where only ds:Reference may follow the signature method", r.Tag)
+			return nil, refuse("malformed_signature", "ds:SignedInfo contains ds:%s where only ds:Reference may follow the signature method", r.Tag)
 		}
 	}
 	switch len(refs) {
 	case 0:
-		return refuse("reference_mismatch", "ds:SignedInfo has no ds:Reference: it must reference the root by URI=\"#%s\"", rootID)
+		return nil, refuse("reference_mismatch", "ds:SignedInfo has no ds:Reference: it must reference the root by URI=\"#%s\"", rootID)
 	case 1:
 	default:
-		return refuse("reference_multiple", "ds:SignedInfo has %d ds:Reference elements: exactly one, to the root element, is accepted", len(refs))
+		return nil, refuse("reference_multiple", "ds:SignedInfo has %d ds:Reference elements: exactly one, to the root element, is accepted", len(refs))
 	}
 	return checkReference(refs[0], rootID)
 }
 
-func checkReference(ref *etree.Element, rootID string) error {
+// checkReference checks the Reference and returns its digest value.
+func checkReference(ref *etree.Element, rootID string) ([]byte, error) {
 	uri := ref.SelectAttr("URI")
 	switch {
 	case uri == nil:
-		return refuse("reference_mismatch", "the ds:Reference has no URI: it must reference the root by URI=\"#%s\"", rootID)
+		return nil, refuse("reference_mismatch", "the ds:Reference has no URI: it must reference the root by URI=\"#%s\"", rootID)
 	case uri.Value != "#"+rootID:
-		return refuse("reference_mismatch", "the ds:Reference points to %q, not to the root element: it must be URI=\"#%s\"", uri.Value, rootID)
+		return nil, refuse("reference_mismatch", "the ds:Reference points to %q, not to the root element: it must be URI=\"#%s\"", uri.Value, rootID)
 	}
 	els, err := dsChildren(ref)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(els) > 0 && els[0].Tag != "Transforms" {
-		return refuse("bad_transforms", "the ds:Reference has no transforms: enveloped-signature then exclusive c14n are required")
+		return nil, refuse("bad_transforms", "the ds:Reference has no transforms: enveloped-signature then exclusive c14n are required")
 	}
 	if err := expect("Reference", els, "Transforms", "DigestMethod", "DigestValue"); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkTransforms(els[0]); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkAlgorithm("digest method", els[1].SelectAttrValue("Algorithm", ""), algSHA256); err != nil {
-		return err
+		return nil, err
 	}
 	if len(els[1].ChildElements()) > 0 || len(els[2].ChildElements()) > 0 {
-		return refuse("malformed_signature", "the digest method or value carries child elements")
+		return nil, refuse("malformed_signature", "the digest method or value carries child elements")
 	}
-	if d, err := base64.StdEncoding.DecodeString(els[2].Text()); err != nil || len(d) != 32 {
-		return refuse("malformed_signature", "ds:DigestValue is not a base64 SHA-256 digest")
+	d, err := base64.StdEncoding.DecodeString(els[2].Text())
+	if err != nil || len(d) != 32 {
+		return nil, refuse("malformed_signature", "ds:DigestValue is not a base64 SHA-256 digest")
 	}
-	return nil
+	return d, nil
 }
 
 func checkTransforms(ts *etree.Element) error {

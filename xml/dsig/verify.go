@@ -1,13 +1,16 @@
 package dsig
 
 import (
+	"bufio"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"errors"
 	"fmt"
 
 	"github.com/beevik/etree"
-	xmldsig "github.com/russellhaering/goxmldsig"
+	"github.com/russellhaering/goxmldsig/etreeutils"
 
 	"github.com/evoucher/evoucher"
 )
@@ -19,9 +22,9 @@ import (
 type Trust func(cert *x509.Certificate) error
 
 // Verify checks that doc carries exactly one signature of the profile, by a signer trust
-// accepts, over its root element, and returns the element the signature covers (rebuilt from
-// the signed canonical bytes, so it is all the caller may read) and the signer's certificate.
-// doc is not changed.
+// accepts, over its root element, and returns the element the signature covers (a copy of the
+// root without its signature, in the exclusive canonical form whose digest was checked, so it
+// is all the caller may read) and the signer's certificate. doc is not changed.
 //
 // Refusals are invalid errors, with these reasons, checked in this order: malformed_document,
 // doctype, processing_instruction, comment (the document); signature_missing,
@@ -51,36 +54,65 @@ func Verify(doc *etree.Document, trust Trust) (signed *etree.Element, cert *x509
 	if err := trust(p.cert); err != nil {
 		return nil, nil, fmt.Errorf("signer %q (certificate %s) refused: %w", p.cert.Subject.CommonName, p.cert.SerialNumber.Text(16), err)
 	}
-
-	vc := xmldsig.NewDefaultValidationContext(&xmldsig.MemoryX509CertificateStore{Roots: []*x509.Certificate{p.cert}})
-	vc.IdAttribute = idAttr
-	// trust decided whether the certificate was valid at the document's time; goxmldsig would
-	// check it against its clock's time, so its clock stands at a time inside the validity.
-	vc.Clock = xmldsig.NewFakeClockAt(p.cert.NotBefore)
-	el, err := vc.Validate(s.root)
+	el, err := verifySignature(s.root, sig, p)
 	if err != nil {
-		return nil, nil, cryptoRefusal(err)
-	}
-	if el == nil || el.Tag != s.root.Tag || el.Space != s.root.Space || el.NamespaceURI() != s.root.NamespaceURI() ||
-		el.SelectAttrValue(idAttr, "") != s.rootID {
-		return nil, nil, fmt.Errorf("dsig: goxmldsig validated an element other than the root <%s Id=%q>", s.root.FullTag(), s.rootID)
+		return nil, nil, err
 	}
 	return el, p.cert, nil
 }
 
-// errDigestMismatch is goxmldsig's text for a reference whose digest does not match (it also
-// uses it for a missing SignatureValue, which checkSignature has excluded). goxmldsig checks
-// SignedInfo's signature before the digest, so any other failure is the signature's.
-const errDigestMismatch = "Signature could not be verified"
+// canonicalWrite are the settings goxmldsig serializes canonical trees with.
+var canonicalWrite = etree.WriteSettings{CanonicalAttrVal: true, CanonicalEndTags: true, CanonicalText: true}
 
-// cryptoRefusal tells a bad signature from a bad digest; TestHostile (ErrAlteredText,
-// ErrBadSignatureValue) notices if a goxmldsig upgrade changes its errors.
-func cryptoRefusal(err error) error {
-	switch {
-	case errors.Is(err, rsa.ErrVerification):
-		return evoucher.Errorf(evoucher.KindInvalid, "bad_signature", "the signature does not verify with the key of the certificate in KeyInfo")
-	case err.Error() == errDigestMismatch:
-		return evoucher.Errorf(evoucher.KindInvalid, "bad_digest", "the signed content was altered: its digest does not match the signature's")
+// canonicalHash returns the SHA-256 of el, which must already be in canonical form, serialized
+// as goxmldsig serializes it.
+func canonicalHash(el *etree.Element) []byte {
+	h := sha256.New()
+	w := bufio.NewWriterSize(h, 4096)
+	el.WriteTo(w, &canonicalWrite)
+	_ = w.Flush() // a hash never fails to write
+	return h.Sum(nil)
+}
+
+// verifySignature does the cryptographic half of the profile, on a signature that
+// checkSignature has accepted, exactly as goxmldsig's Validate does for such a signature (the
+// same canonicalization code, in the same order: SignedInfo, then the digest) but without
+// its general machinery: finding the signature again, decoding it with encoding/xml,
+// serializing and parsing SignedInfo and the signed content once more. SignedInfo, detached
+// with the namespaces in scope and in exclusive canonical form, must verify under the
+// certificate's key; then the root, without its signature and in exclusive canonical form,
+// must hash to the Reference's digest. That canonical copy of the root is what it returns: the
+// tree the digest was computed over. The values it checks (SignatureValue, DigestValue) are
+// read from the elements whose canonical form it verifies. TestAgreesWithGoxmldsig and
+// FuzzAgreesWithGoxmldsig check that it decides as Validate does.
+func verifySignature(root, sig *etree.Element, p *profile) (*etree.Element, error) {
+	ctx, err := etreeutils.NSBuildParentContext(p.signedInfo)
+	if err != nil {
+		return nil, refuse("malformed_signature", "ds:SignedInfo: %v", err)
 	}
-	return evoucher.Errorf(evoucher.KindInvalid, "bad_signature", "the signature does not verify: %v", err)
+	si, err := etreeutils.NSDetatch(ctx, p.signedInfo)
+	if err != nil {
+		return nil, refuse("malformed_signature", "ds:SignedInfo: %v", err)
+	}
+	if err := etreeutils.TransformExcC14n(si, "", false); err != nil {
+		return nil, refuse("malformed_signature", "ds:SignedInfo cannot be canonicalized: %v", err)
+	}
+	if err := verifyRSA(p.cert.PublicKey.(*rsa.PublicKey), canonicalHash(si), p.sigValue); err != nil {
+		return nil, evoucher.Errorf(evoucher.KindInvalid, "bad_signature", "the signature does not verify with the key of the certificate in KeyInfo")
+	}
+
+	// The enveloped-signature transform, on a copy: the signature is a child of the root.
+	el := root.Copy()
+	i := sig.Index()
+	if i < 0 || i >= len(el.Child) {
+		return nil, fmt.Errorf("dsig: the signature is not where checkPlacement found it")
+	}
+	el.RemoveChildAt(i)
+	if err := etreeutils.TransformExcC14n(el, "", false); err != nil {
+		return nil, refuse("bad_digest", "the signed content cannot be canonicalized: %v", err)
+	}
+	if subtle.ConstantTimeCompare(canonicalHash(el), p.digest) != 1 {
+		return nil, evoucher.Errorf(evoucher.KindInvalid, "bad_digest", "the signed content was altered: its digest does not match the signature's")
+	}
+	return el, nil
 }

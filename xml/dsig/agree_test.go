@@ -1,0 +1,256 @@
+package dsig_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"math/big"
+	mrand "math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/beevik/etree"
+
+	"github.com/evoucher/evoucher"
+	"github.com/evoucher/evoucher/xml/dsig"
+)
+
+// verdict is what a verifier decided about a document, in comparable form.
+type verdict struct {
+	ok        bool
+	reason    string // the refusal's reason
+	canonical string // the signed element's canonical form, when accepted
+}
+
+func (v verdict) String() string {
+	if v.ok {
+		return "accepted"
+	}
+	return "refused (" + v.reason + ")"
+}
+
+func decide(t testing.TB, verify func(*etree.Document, dsig.Trust) (*etree.Element, any, error), b []byte) verdict {
+	el, _, err := verify(mustParse(t, b), acceptAll)
+	if err != nil {
+		if evoucher.KindOf(err) != evoucher.KindInvalid {
+			t.Fatalf("refusal of kind %s, want invalid: %v", evoucher.KindOf(err), err)
+		}
+		return verdict{reason: evoucher.ReasonOf(err)}
+	}
+	return verdict{ok: true, canonical: string(canonical(t, el))}
+}
+
+func verifyNew(doc *etree.Document, trust dsig.Trust) (*etree.Element, any, error) {
+	return dsig.Verify(doc, trust)
+}
+
+func verifyRef(doc *etree.Document, trust dsig.Trust) (*etree.Element, any, error) {
+	return dsig.VerifyGoxmldsig(doc, trust)
+}
+
+// agree fails unless Verify and goxmldsig's Validate (behind the same profile checks) decide
+// alike on b: both accept and return the same content, or both refuse for the same reason.
+// Documents that etree cannot parse are skipped; it reports whether b was parsed.
+func agree(t testing.TB, b []byte) (verdict, bool) {
+	t.Helper()
+	if etree.NewDocument().ReadFromBytes(b) != nil {
+		return verdict{}, false
+	}
+	got, want := decide(t, verifyNew, b), decide(t, verifyRef, b)
+	if got != want {
+		t.Fatalf("Verify: %s, goxmldsig: %s, for\n%s", got, want, b)
+	}
+	return got, true
+}
+
+// agreeCorpus is the saved valid and hostile documents, and the profile's documents signed
+// now with a 2048-bit and a 3072-bit key.
+func agreeCorpus(t testing.TB) (valid, hostile [][]byte) {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join("testdata", "valid", "*.xml"))
+	for _, p := range paths {
+		valid = append(valid, mustRead(t, p))
+	}
+	paths, _ = filepath.Glob(filepath.Join("testdata", "hostile", "*.xml"))
+	for _, p := range paths {
+		hostile = append(hostile, mustRead(t, p))
+	}
+	if len(valid) == 0 || len(hostile) < 40 {
+		t.Fatalf("%d valid and %d hostile documents in testdata: run go test -update once", len(valid), len(hostile))
+	}
+	for _, bits := range []int{2048, 3072} {
+		key, cert := mustSelfSigned(t.(*testing.T), bits)
+		b, err := dsig.SignBytes(newBatch(), key, cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid = append(valid, b)
+	}
+	return valid, hostile
+}
+
+// mutate changes b in one of a few ways chosen by r: a byte replaced, removed or doubled,
+// white space inserted, or one character of a base64 value or of the content changed.
+func mutate(r *mrand.Rand, b []byte) []byte {
+	out := append([]byte(nil), b...)
+	const alphabet = "aAzZ09+/= \n\t<>&\"'=:#x"
+	switch i := r.IntN(len(out)); r.IntN(5) {
+	case 0:
+		out[i] = alphabet[r.IntN(len(alphabet))]
+	case 1:
+		out = append(out[:i], out[i+1:]...)
+	case 2:
+		out = append(out[:i+1], out[i:]...)
+	case 3:
+		out = append(out[:i], append([]byte(" \n"), out[i:]...)...)
+	default:
+		// Inside the text or attribute values, where most changes still parse.
+		for j := i; j < len(out); j++ {
+			if c := out[j]; c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+				out[j] ^= 0x01
+				break
+			}
+		}
+	}
+	return out
+}
+
+// TestAgreesWithGoxmldsig holds Verify to goxmldsig's Validate: on every saved valid and
+// hostile document, on documents signed now with 2048- and 3072-bit keys, on changes that
+// keep a signature valid under exclusive c14n, and on random mutations of the valid ones.
+func TestAgreesWithGoxmldsig(t *testing.T) {
+	t.Parallel()
+	valid, hostile := agreeCorpus(t)
+	for _, b := range valid {
+		if v, _ := agree(t, b); !v.ok {
+			t.Fatalf("valid document refused: %s\n%s", v, b)
+		}
+	}
+	for _, b := range hostile {
+		if v, _ := agree(t, b); v.ok {
+			t.Fatalf("hostile document accepted:\n%s", b)
+		}
+	}
+	// Changes exclusive c14n does not see: attribute order and quotes, an unused namespace
+	// declaration, white space inside tags, an empty element written short or long.
+	still := []func([]byte) []byte{
+		func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`xmlns="urn:evoucher:exchange:1"`), []byte(`xmlns:unused="urn:x" xmlns="urn:evoucher:exchange:1"`), 1)
+		},
+		func(b []byte) []byte { return bytes.Replace(b, []byte(`Id="cb-1"`), []byte(`Id='cb-1'  `), 1) },
+		func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`<ds:Signature xmlns:ds=`), []byte("<ds:Signature\n xmlns:ds="), 1)
+		},
+		func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`xmlenc#sha256"/>`), []byte(`xmlenc#sha256"></ds:DigestMethod>`), 1)
+		},
+	}
+	for _, b := range valid {
+		for i, f := range still {
+			m := f(b)
+			if bytes.Equal(m, b) {
+				continue
+			}
+			if v, parsed := agree(t, m); !parsed || !v.ok {
+				t.Errorf("change %d of a valid document refused: %s (parsed: %t)", i, v, parsed)
+			}
+		}
+	}
+	r := mrand.New(mrand.NewPCG(1, 2))
+	seen := map[string]int{}
+	for _, b := range valid {
+		for range 400 {
+			m := mutate(r, b)
+			if v, ok := agree(t, m); ok {
+				seen[v.String()]++
+			}
+		}
+	}
+	t.Logf("random mutations: %v", seen)
+	// The mutations must reach the cryptographic checks both ways, or they show nothing.
+	for _, want := range []string{"accepted", "refused (bad_signature)", "refused (bad_digest)"} {
+		if seen[want] == 0 {
+			t.Errorf("no mutation was %s: %v", want, seen)
+		}
+	}
+}
+
+// FuzzAgreesWithGoxmldsig holds Verify to goxmldsig's Validate on any document.
+func FuzzAgreesWithGoxmldsig(f *testing.F) {
+	paths, _ := filepath.Glob(filepath.Join("testdata", "*", "*.xml"))
+	if len(paths) == 0 {
+		f.Fatal("no testdata documents: run go test -update once")
+	}
+	for _, p := range paths {
+		f.Add(mustRead(f, p))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		agree(t, b)
+	})
+}
+
+// TestVerifyRSA holds the package's RSASSA-PKCS1-v1_5 SHA-256 verification to crypto/rsa's on
+// valid signatures, altered ones, and blocks signed raw with the private key that are
+// PKCS #1 v1.5 in all but one detail.
+func TestVerifyRSA(t *testing.T) {
+	t.Parallel()
+	for _, bits := range []int{2048, 3072, 4096} {
+		key, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, k := &key.PublicKey, key.Size()
+		h := sha256.Sum256([]byte("evoucher"))
+		good, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// raw signs an encoded block with the private key, whatever it holds.
+		raw := func(em []byte) []byte {
+			m := new(big.Int).SetBytes(em)
+			return new(big.Int).Exp(m, key.D, key.N).FillBytes(make([]byte, k))
+		}
+		block := func(ps byte, sep byte, prefix []byte, hash []byte, tail int) []byte {
+			t := append(append([]byte{}, prefix...), hash...)
+			em := make([]byte, k)
+			em[1] = 0x01
+			n := k - len(t) - 3 - tail
+			for i := range n {
+				em[2+i] = ps
+			}
+			em[2+n] = sep
+			copy(em[3+n:], t)
+			return em
+		}
+		prefix := []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
+		sha1Prefix := []byte{0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14}
+		other := sha256.Sum256([]byte("other"))
+		plusN := new(big.Int).Add(new(big.Int).SetBytes(good), key.N).Bytes()
+		cases := map[string]struct {
+			hashed, sig []byte
+		}{
+			"OK":              {h[:], good},
+			"OKRaw":           {h[:], raw(block(0xff, 0, prefix, h[:], 0))},
+			"ErrOtherHash":    {other[:], good},
+			"ErrFlipped":      {h[:], append(append([]byte{}, good[:k-1]...), good[k-1]^1)},
+			"ErrShort":        {h[:], good[1:]},
+			"ErrLong":         {h[:], append([]byte{0}, good...)},
+			"ErrPlusModulus":  {h[:], plusN},
+			"ErrZero":         {h[:], make([]byte, k)},
+			"ErrPaddingFE":    {h[:], raw(block(0xfe, 0, prefix, h[:], 0))},
+			"ErrNoSeparator":  {h[:], raw(block(0xff, 0xff, prefix, h[:], 0))},
+			"ErrSHA1Info":     {h[:], raw(block(0xff, 0, sha1Prefix, h[:20], 0))},
+			"ErrTrailingData": {h[:], raw(block(0xff, 0, prefix, h[:], 4))},
+			"ErrShortHash":    {h[:16], raw(block(0xff, 0, prefix, h[:16], 0))},
+		}
+		for name, c := range cases {
+			want := rsa.VerifyPKCS1v15(pub, crypto.SHA256, c.hashed, c.sig)
+			got := dsig.VerifyRSA(pub, c.hashed, c.sig)
+			if (got == nil) != (want == nil) || (name == "OK" || name == "OKRaw") != (got == nil) {
+				t.Errorf("%d bits, %s: verifyRSA %v, crypto/rsa %v", bits, name, got, want)
+			}
+		}
+	}
+}
