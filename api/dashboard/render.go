@@ -37,7 +37,7 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.1f", f)
 	},
 	"money": func(minor int64, cur string) string { return fmt.Sprintf("%d.%02d %s", minor/100, minor%100, cur) },
-	"list": func(s ...string) []string { return s },
+	"list":  func(s ...string) []string { return s },
 	"deref": func(p *int) string {
 		if p == nil {
 			return "–"
