@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -285,7 +286,7 @@ Each sale is on disk before its ticket prints; in online mode the center authori
 				return err
 			}
 			defer s.close()
-			if err := s.activate(cf); err != nil {
+			if err := s.activate(cf, os.Getenv("EVPOS_CARD_PIN")); err != nil {
 				return err
 			}
 			if err := finishPending(cmd, s); err != nil {
@@ -328,7 +329,7 @@ func newReprintCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := s.activate(cf); err != nil {
+			if err := s.activate(cf, os.Getenv("EVPOS_CARD_PIN")); err != nil {
 				return err
 			}
 			p, err := s.till.Reprint(cmd.Context(), s.card, n)
@@ -355,7 +356,7 @@ func newResumeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
-			if err := s.activate(cf); err != nil {
+			if err := s.activate(cf, os.Getenv("EVPOS_CARD_PIN")); err != nil {
 				return err
 			}
 			pending, err := s.store.Unprinted()
@@ -387,7 +388,7 @@ func newReturnCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
-			if err := s.activate(cf); err != nil {
+			if err := s.activate(cf, os.Getenv("EVPOS_CARD_PIN")); err != nil {
 				return err
 			}
 			back, err := s.till.Return(s.card, product, count)
@@ -443,33 +444,18 @@ func newShiftCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
-			sh, record, seq, err := s.till.CloseShift()
-			if err != nil {
-				return err
+			res, err := s.closeShift(cmd.Context(), cmd.OutOrStdout())
+			if res.printErr != nil {
+				cmd.PrintErrf("the shift report did not print (%v); it is in %s\n", res.printErr, res.path)
 			}
-			path := filepath.Join(g.dir, fmt.Sprintf("shift-%d.xml", sh.ID))
-			if err := os.WriteFile(path, record, 0o600); err != nil {
-				return err
+			if res.path != "" {
+				cmd.Printf("shift %d closed; signed record %s\n", res.shift.ID, res.path)
 			}
-			lines := pos.ShiftLines(s.term.ID, sh, seq, g.width)
-			if lp, ok := s.till.Printer.(pos.LinePrinter); ok {
-				if err := lp.PrintLines(cmd.Context(), lines); err != nil {
-					cmd.PrintErrf("the shift report did not print (%v); it is in %s\n", err, path)
-				}
-			} else {
-				cmd.Println(strings.Join(lines, "\n"))
-			}
-			cmd.Printf("shift %d closed; signed record %s\n", sh.ID, path)
-			sent, err := s.till.Flush(cmd.Context(), s.center)
-			for _, l := range sent {
+			for _, l := range res.sent {
 				cmd.Printf("sent %s\n", l)
 			}
-			if pos.IsUnreachable(err) {
+			if res.queued {
 				cmd.Printf("the center is unreachable: the closing report stays queued for the next sync\n")
-				return nil
-			}
-			if err == nil && !sh.Reconciled() {
-				return errors.New("the shift does not reconcile: call the retailer's manager")
 			}
 			return err
 		},
@@ -514,4 +500,46 @@ func orNever(s string) string {
 		return "never"
 	}
 	return s
+}
+
+// shiftResult is what closing a shift did.
+type shiftResult struct {
+	shift    pos.Shift
+	lines    []string // the printed report
+	path     string   // the signed record
+	printErr error    // the report did not print (it is in path)
+	sent     []string
+	queued   bool // the center was unreachable: the closing report waits for the next sync
+}
+
+// closeShift closes the shift, keeps its signed record in <dir>, prints its report (on the
+// printer when it prints lines, otherwise on out) and sends the closing report. It returns an
+// error when the shift does not reconcile, and the center's refusal; an unreachable center is
+// not an error (the report stays queued).
+func (s *session) closeShift(ctx context.Context, out io.Writer) (shiftResult, error) {
+	var res shiftResult
+	sh, record, seq, err := s.till.CloseShift()
+	if err != nil {
+		return res, err
+	}
+	res.shift = sh
+	res.path = filepath.Join(s.g.dir, fmt.Sprintf("shift-%d.xml", sh.ID))
+	if err := os.WriteFile(res.path, record, 0o600); err != nil {
+		return res, err
+	}
+	res.lines = pos.ShiftLines(s.term.ID, sh, seq, s.g.width)
+	if lp, ok := s.till.Printer.(pos.LinePrinter); ok {
+		res.printErr = lp.PrintLines(ctx, res.lines)
+	} else {
+		fmt.Fprintln(out, strings.Join(res.lines, "\n"))
+	}
+	res.sent, err = s.till.Flush(ctx, s.center)
+	if pos.IsUnreachable(err) {
+		res.queued = true
+		err = nil
+	}
+	if err == nil && !sh.Reconciled() {
+		err = errors.New("the shift does not reconcile: call the retailer's manager")
+	}
+	return res, err
 }

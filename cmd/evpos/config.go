@@ -39,6 +39,7 @@ type globals struct {
 	width       int
 	online      bool
 	idle        time.Duration
+	lines       bool
 }
 
 func (g *globals) addFlags(root *cobra.Command) {
@@ -60,6 +61,7 @@ func (g *globals) addFlags(root *cobra.Command) {
 	pf.IntVar(&g.width, "width", 40, "columns of the ticket and the screen (32 for 58 mm paper, 42 for 80 mm)")
 	pf.BoolVar(&g.online, "online", false, "online mode: the center authorises each sale before its ticket prints (set by the center; a flag for now)")
 	pf.DurationVar(&g.idle, "idle", pos.DefaultIdle, "an activated card stops selling after this long unused")
+	pf.BoolVar(&g.lines, "lines", false, "the interactive screen in line mode (one command a line) even on a terminal")
 }
 
 // load fills every flag not given from <dir>/config.json.

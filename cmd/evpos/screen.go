@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,20 +15,37 @@ func newScreenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "screen",
 		Short: "the clerk's interactive screen (also: evpos with no subcommand)",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, args []string) error { return runScreen(cmd, g) },
+		Long: `screen is the clerk's full-screen mode: stock per product (select one, Enter sells it), card
+state, last sync, queue and alarms; keys c (insert card, PIN typed masked), x (card out),
+r (reprint), y (sync), u (resume unprinted), k (close shift), q (quit). It fits 40 columns.
+Tickets printed on the screen (--printer stdout) show in a preview, the only place a code
+appears, wiped when closed.
+
+Without a terminal (input from a pipe), or with --lines, it is a line-mode panel that reads
+one command a line (h for help), for scripts and dumb terminals.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runScreen(cmd, g) },
 	}
 	return cmd
 }
 
-// runScreen is the clerk's screen: a line-mode panel (stock per product, card state, last
-// sync, alarms) redrawn after each command, at --width columns (40 for a handheld).
+// runScreen opens the terminal and runs the full screen on a terminal, the line-mode panel
+// otherwise.
 func runScreen(cmd *cobra.Command, g *globals) error {
 	s, err := g.open(cmd)
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	if !g.lines && cmd.InOrStdin() == os.Stdin && isTerminal(os.Stdin) && isTerminal(os.Stdout) {
+		return runTUI(cmd.Context(), s, g, nil)
+	}
+	return runLines(cmd, g, s)
+}
+
+// runLines is the line-mode panel (stock per product, card state, last sync, alarms) redrawn
+// after each command, at --width columns (40 for a handheld).
+func runLines(cmd *cobra.Command, g *globals, s *session) error {
 	in := bufio.NewScanner(cmd.InOrStdin())
 	var cf cardFlags
 	msg := "type h for help"
@@ -52,7 +70,7 @@ func runScreen(cmd *cobra.Command, g *globals) error {
 				continue
 			}
 			cf = cardFlags{token: f[1], label: "card", cert: f[2]}
-			if err := s.activate(cf); err != nil {
+			if err := s.activate(cf, os.Getenv("EVPOS_CARD_PIN")); err != nil {
 				msg = err.Error()
 			} else {
 				msg = "card " + s.card.Vendor() + " activated"

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -120,14 +119,23 @@ func (c *cardFlags) certPath(g *globals) string {
 	return filepath.Join(g.dir, "cards", c.token+".pem")
 }
 
-// activate unlocks the card with EVPOS_CARD_PIN and checks it. A wrong PIN is counted in the
+// activate unlocks the card with pin (EVPOS_CARD_PIN for the commands, typed on the screen)
+// and checks it. A wrong PIN is counted in the
 // store and raised as an alarm; a locked card is reported as such, and never retried.
-func (s *session) activate(c cardFlags) error {
+func (s *session) activate(c cardFlags, pin string) error {
 	if c.token == "" {
 		return errors.New("insert a vendor card: give --card-token")
 	}
 	c.cert = c.certPath(s.g)
-	cfg, err := s.g.tokenConfig(c.token, os.Getenv("EVPOS_CARD_PIN"))
+	if s.card != nil {
+		s.card.Close() // one card at a time: the previous one's keys are wiped
+		s.card = nil
+	}
+	if s.cardTk != nil {
+		_ = s.cardTk.Close()
+		s.cardTk = nil
+	}
+	cfg, err := s.g.tokenConfig(c.token, pin)
 	if err != nil {
 		return fmt.Errorf("vendor card: %w (EVPOS_CARD_PIN)", err)
 	}

@@ -157,12 +157,20 @@ func tickets(tb testing.TB, path string) []ticket {
 	return out
 }
 
-// TestEvposAgainstServer runs the POS program as a process against a real `evoucher server`
-// (mTLS, PostgreSQL, SoftHSM2 tokens for the terminal and the vendor cards), through a
-// retailer's day: enrolment with one-time codes, a shipment, sales printed on tickets whose
-// PINs are the operator's, reports the center records, offline sales reported later, a
-// return, a revoked card refused after the sync that brings the CRL, and the shift closed.
-func TestEvposAgainstServer(t *testing.T) {
+// posWorld is a center with one server, an operator's lot, a retailer R-1 with terminal T-1
+// run by evpos (enrolled with a one-time code, like its cards V-1 and V-2), which has synced
+// once and ordered 10 codes.
+type posWorld struct {
+	n     *netest.Network
+	srv   *netest.Server
+	pins  map[string]string // serial → PIN, as the operator uploaded them
+	p     *posProc
+	cli   func(args ...string) string
+	query func(sql string, args ...any) int
+}
+
+func mustPOSWorld(t *testing.T) *posWorld {
+	t.Helper()
 	ctx := context.Background()
 	n := mustNetwork(t)
 	srv := mustServer(t, n)
@@ -198,7 +206,6 @@ func TestEvposAgainstServer(t *testing.T) {
 	cli("retailer", "add-vendor", "--retailer", "R-1", "--id", "V-2", "--name", "Bob")
 
 	p := newPOS(t)
-	printer := filepath.Join(t.TempDir(), "printer.txt")
 
 	// Enrolment: the terminal, then each card, with one-time codes.
 	p.must("", "enrol", "--server", srv.URL, "--ca", filepath.Join(n.Center, "ca.pem"), "--token", "terminal-T-1",
@@ -217,6 +224,19 @@ func TestEvposAgainstServer(t *testing.T) {
 	if out := p.must("", "order", "--operator", "OP-A", "--product", "P10", "--quantity", "10"); !strings.Contains(out, "10 × OP-A P10") {
 		t.Fatalf("order: no shipment of 10 received:\n%s", out)
 	}
+	return &posWorld{n: n, srv: srv, pins: pins, p: p, cli: cli, query: query}
+}
+
+// TestEvposAgainstServer runs the POS program as a process against a real `evoucher server`
+// (mTLS, PostgreSQL, SoftHSM2 tokens for the terminal and the vendor cards), through a
+// retailer's day: enrolment with one-time codes, a shipment, sales printed on tickets whose
+// PINs are the operator's, reports the center records, offline sales reported later, a
+// return, a revoked card refused after the sync that brings the CRL, and the shift closed.
+func TestEvposAgainstServer(t *testing.T) {
+	ctx := context.Background()
+	w := mustPOSWorld(t)
+	n, pins, p, cli, query := w.n, w.pins, w.p, w.cli, w.query
+	printer := filepath.Join(t.TempDir(), "printer.txt")
 	if got := query(`SELECT count(*) FROM shipments WHERE terminal_id = 'T-1' AND state = 'confirmed'`); got != 1 {
 		t.Fatalf("center: %d confirmed shipments for T-1, want 1", got)
 	}
@@ -293,7 +313,7 @@ func TestEvposAgainstServer(t *testing.T) {
 	}
 	cli("pki", "revoke", cardSerial, "--reason", "keyCompromise")
 	p.must("", "sync")
-	out, err = p.run("card-V-2", "", "sell", "--product", "P10", "--printer", "text:"+printer)
+	out, err := p.run("card-V-2", "", "sell", "--product", "P10", "--printer", "text:"+printer)
 	if err == nil || !strings.Contains(out, "revoked") {
 		t.Fatalf("a revoked card sold after the sync that brought the CRL: %v\n%s", err, out)
 	}
