@@ -22,7 +22,8 @@ func (v *Vault) refuse(ctx context.Context, peer pki.Identity, env message.Envel
 	msg := evoucher.MessageOf(cause)
 	_, err := v.db.Exec(ctx, `INSERT INTO refused_messages (received_at, peer, type, message_id, sender, reason, detail, size, digest)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, now, peer.String(), env.Type, env.MessageID, env.Sender, reason, msg, len(raw), digest[:])
-	if err == nil {
+	// An order refused for credit raised its own credit_limit alarm: it is no security matter.
+	if err == nil && reason != "credit_limit" {
 		err = raiseAlarm(ctx, v.db, "security", "exchange:"+peer.String(), "refused "+orUnknown(env.Type)+" from "+peer.String()+": "+msg, now)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -71,6 +72,8 @@ func (v *Vault) Ship(ctx context.Context, req ShipRequest) (ShipmentInfo, error)
 	defer tx.Rollback(ctx)
 	info, err := v.ship(ctx, tx, req, retailerID, termCert, cards, now)
 	if err != nil {
+		tx.Rollback(ctx)
+		v.refusedForCredit(ctx, retailerID, err, now)
 		return ShipmentInfo{}, err
 	}
 	// The log's lock is taken last, so concurrent shipments serialise only for the commit.
@@ -236,7 +239,24 @@ func (v *Vault) ship(ctx context.Context, tx pgx.Tx, req ShipRequest, retailerID
 	if _, err := tx.Exec(ctx, `UPDATE shipments SET document = $2, count = $3, vendors = $4 WHERE id = $1`, id, doc, len(sealed), vendors); err != nil {
 		return ShipmentInfo{}, err
 	}
+	// Charged last, so the retailer's account is locked only until the commit.
+	if v.ledger != nil {
+		if err := v.ledger.ChargeShipment(ctx, tx, id); err != nil {
+			return ShipmentInfo{}, err
+		}
+	}
 	return ShipmentInfo{ID: id, Terminal: req.Terminal, Count: len(sealed), Document: doc, env: senv}, nil
+}
+
+// refusedForCredit raises a credit_limit alarm about the retailer when err refused a shipment
+// for its credit. It runs after the shipment's rollback, on its own connection.
+func (v *Vault) refusedForCredit(ctx context.Context, retailerID string, err error, now time.Time) {
+	if evoucher.ReasonOf(err) != "credit_limit" {
+		return
+	}
+	if aerr := raiseAlarm(context.WithoutCancel(ctx), v.db, AlarmCreditLimit, retailerID, evoucher.MessageOf(err), now); aerr != nil {
+		slog.ErrorContext(ctx, "could not raise a credit_limit alarm", "retailer", retailerID, "err", aerr)
+	}
 }
 
 // partCipher returns the DEK of a batch part as an AEAD, unwrapping it in the HSM once per

@@ -294,6 +294,11 @@ func (v *Vault) recordSales(ctx context.Context, tx pgx.Tx, terminal, retailer s
 		if err != nil {
 			return err
 		}
+		if v.ledger != nil {
+			if err := v.ledger.ChargeSales(ctx, tx, ids); err != nil {
+				return err
+			}
+		}
 	}
 	if len(rpIDs) > 0 {
 		// Codes sold before: the same ticket again is a reprint; another ticket is a second sale.
@@ -342,7 +347,10 @@ func (v *Vault) recordSale(ctx context.Context, tx pgx.Tx, terminal, retailer st
 		if isUnique(err) {
 			return refused(evoucher.KindConflict, "ticket_reused", "ticket %s of %s was already used for another code", s.Ticket, terminal)
 		}
-		return err
+		if err != nil || v.ledger == nil {
+			return err
+		}
+		return v.ledger.ChargeSales(ctx, tx, []int64{codeID})
 	case "sold":
 		tag, err := tx.Exec(ctx, `UPDATE sales SET reprints = greatest(reprints, $3) WHERE code_id = $1 AND ticket = $2`, codeID, s.Ticket, s.Reprints)
 		if err == nil && tag.RowsAffected() == 0 {
@@ -390,6 +398,8 @@ func (v *Vault) order(ctx context.Context, peer pki.Identity, in inbound) ([]byt
 	defer tx.Rollback(ctx)
 	s, err := v.ship(ctx, tx, req, retailerID, termCert, cards, now)
 	if err != nil {
+		tx.Rollback(ctx)
+		v.refusedForCredit(ctx, retailerID, err, now)
 		return nil, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE messages SET response = $2 WHERE message_id = $1`, env.MessageID, s.Document); err != nil {
@@ -465,6 +475,12 @@ func (v *Vault) giveBack(ctx context.Context, peer pki.Identity, in inbound) ([]
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Pay-on-shipment stock returned unsold is credited back; quarantined stock is not.
+	if v.ledger != nil {
+		if err := v.ledger.CreditReturn(ctx, tx, r.ShipmentID, n); err != nil {
+			return nil, err
+		}
 	}
 	if err := completeShipments(ctx, tx, env.Sender, v.now().UTC()); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/evoucher/evoucher/pki"
@@ -44,6 +45,18 @@ type Meter interface {
 	Sold(terminal string)
 }
 
+// Ledger keeps the money of stock movements (package ledger). Each method runs in the vault's
+// transaction of the movement, so money and stock commit or roll back together.
+type Ledger interface {
+	// ChargeShipment prices a shipment just recorded in tx and charges its retailer when it
+	// pays on shipment; conflict "credit_limit" refuses it.
+	ChargeShipment(ctx context.Context, tx pgx.Tx, shipmentID string) error
+	// ChargeSales charges the codes just sold in tx that were shipped on consignment.
+	ChargeSales(ctx context.Context, tx pgx.Tx, codeIDs []int64) error
+	// CreditReturn credits back codes of a shipment just returned to the vault in tx.
+	CreditReturn(ctx context.Context, tx pgx.Tx, shipmentID string, codes int) error
+}
+
 type nopMeter struct{}
 
 func (nopMeter) Accepted(string, string, int) {}
@@ -72,6 +85,8 @@ type Config struct {
 	Limits          message.Limits // default message.DefaultLimits
 	// Alarms holds the thresholds CheckAlarms applies; zero fields take their defaults.
 	Alarms AlarmPolicy
+	// Ledger charges retailers for stock; nil: no money is kept.
+	Ledger Ledger
 }
 
 // Vault is the code vault.
@@ -90,6 +105,7 @@ type Vault struct {
 	maxSkew time.Duration
 	limits  message.Limits
 	alarms  AlarmPolicy
+	ledger  Ledger
 }
 
 // New returns a Vault. It fails when a dependency is missing.
@@ -99,7 +115,7 @@ func New(cfg Config) (*Vault, error) {
 		return nil, errors.New("codevault: database, key store, center keys and certificates, and PKI are required")
 	}
 	v := &Vault{db: cfg.DB, keys: cfg.Keys, dec: cfg.Decrypter, encCert: cfg.EncryptCert, signer: cfg.Signer,
-		sigCert: cfg.SignCert, pki: cfg.PKI, parties: cfg.Parties, now: cfg.Now, meter: cfg.Meter, maxAge: cfg.MaxAge, maxSkew: cfg.MaxSkew, limits: cfg.Limits}
+		sigCert: cfg.SignCert, pki: cfg.PKI, parties: cfg.Parties, now: cfg.Now, meter: cfg.Meter, maxAge: cfg.MaxAge, maxSkew: cfg.MaxSkew, limits: cfg.Limits, ledger: cfg.Ledger}
 	v.alarms = cfg.Alarms.withDefaults()
 	if v.now == nil {
 		v.now = time.Now
