@@ -287,8 +287,9 @@ func CheckMessage(e Entry, ca *x509.Certificate, crl *x509.RevocationList) error
 // the certificate and the CA are valid), so that a signer's chain costs one RSA verification per
 // run instead of one per message; a message made outside that span is checked afresh.
 type checker struct {
-	ca      *x509.Certificate
-	revoked map[string][]time.Time // serial (as pki.SerialOf) → revocation times, in CRL order
+	verifier *dsig.Verifier
+	ca       *x509.Certificate
+	revoked  map[string][]time.Time // serial (as pki.SerialOf) → revocation times, in CRL order
 
 	mu      sync.RWMutex
 	signers map[pki.Role]map[string]checkedSigner // certificate DER → its identity
@@ -300,7 +301,7 @@ type checkedSigner struct {
 }
 
 func newChecker(ca *x509.Certificate, crl *x509.RevocationList) *checker {
-	c := &checker{ca: ca, revoked: map[string][]time.Time{}, signers: map[pki.Role]map[string]checkedSigner{}}
+	c := &checker{verifier: dsig.NewVerifier(), ca: ca, revoked: map[string][]time.Time{}, signers: map[pki.Role]map[string]checkedSigner{}}
 	if crl == nil {
 		return c
 	}
@@ -355,7 +356,7 @@ func (c *checker) check(e Entry) error {
 	if !ok {
 		return evoucher.Errorf(evoucher.KindInvalid, "unknown_type", "unknown message type %s", env.Type)
 	}
-	_, _, err = dsig.Verify(doc, func(cert *x509.Certificate) error {
+	signed, _, err := c.verifier.Verify(doc, func(cert *x509.Certificate) error {
 		id, err := c.signer(cert, role, env.Created)
 		if err != nil {
 			return err
@@ -377,5 +378,22 @@ func (c *checker) check(e Entry) error {
 		}
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// The envelope was read from the parsed document to choose the signer's role and time;
+	// it must be that of the element the signature covers (it cannot differ: the root's
+	// attributes are signed, but only what was verified is taken on trust).
+	if signed.Tag != env.Type || signed.NamespaceURI() != message.NS {
+		return evoucher.Errorf(evoucher.KindConflict, "metadata_mismatch", "the signed element is not the message's root")
+	}
+	for _, a := range [...][2]string{{"Id", env.ID}, {"MessageId", env.MessageID}, {"Sender", env.Sender}, {"Recipient", env.Recipient}} {
+		if signed.SelectAttrValue(a[0], "") != a[1] {
+			return evoucher.Errorf(evoucher.KindConflict, "metadata_mismatch", "the signed element's %s is not the message's", a[0])
+		}
+	}
+	if created, err := time.Parse(time.RFC3339Nano, signed.SelectAttrValue("Created", "")); err != nil || !created.Equal(env.Created) {
+		return evoucher.Errorf(evoucher.KindConflict, "metadata_mismatch", "the signed element's Created is not the message's")
+	}
+	return nil
 }

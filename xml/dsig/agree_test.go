@@ -46,12 +46,21 @@ func verifyNew(doc *etree.Document, trust dsig.Trust) (*etree.Element, any, erro
 	return dsig.Verify(doc, trust)
 }
 
+// cached is one Verifier for all the documents of the differential tests, so that its
+// certificate cache serves documents other than the one that filled it.
+var cached = dsig.NewVerifier()
+
+func verifyCached(doc *etree.Document, trust dsig.Trust) (*etree.Element, any, error) {
+	return cached.Verify(doc, trust)
+}
+
 func verifyRef(doc *etree.Document, trust dsig.Trust) (*etree.Element, any, error) {
 	return dsig.VerifyGoxmldsig(doc, trust)
 }
 
-// agree fails unless Verify and goxmldsig's Validate (behind the same profile checks) decide
-// alike on b: both accept and return the same content, or both refuse for the same reason.
+// agree fails unless Verify, a Verifier that has seen other documents and goxmldsig's
+// Validate (behind the same profile checks) decide alike on b: all accept and return the same
+// content, or all refuse for the same reason.
 // Documents that etree cannot parse are skipped; it reports whether b was parsed.
 func agree(t testing.TB, b []byte) (verdict, bool) {
 	t.Helper()
@@ -61,6 +70,9 @@ func agree(t testing.TB, b []byte) (verdict, bool) {
 	got, want := decide(t, verifyNew, b), decide(t, verifyRef, b)
 	if got != want {
 		t.Fatalf("Verify: %s, goxmldsig: %s, for\n%s", got, want, b)
+	}
+	if c := decide(t, verifyCached, b); c != got {
+		t.Fatalf("Verifier with a certificate cache: %s, Verify: %s, for\n%s", c, got, b)
 	}
 	return got, true
 }

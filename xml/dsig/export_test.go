@@ -27,7 +27,7 @@ func VerifyGoxmldsig(doc *etree.Document, trust Trust) (*etree.Element, *x509.Ce
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := checkSignature(sig, s.rootID)
+	p, err := checkSignature(sig, s.rootID, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -332,7 +332,7 @@ func checkAlgorithm(what, got, want string) error {
 
 // checkSignature checks the signature element against the profile and returns the signer's
 // certificate from its KeyInfo.
-func checkSignature(sig *etree.Element, rootID string) (*profile, error) {
+func checkSignature(sig *etree.Element, rootID string, cache *certCache) (*profile, error) {
 	if err := checkAttrs(sig); err != nil {
 		return nil, err
 	}
@@ -359,7 +359,7 @@ func checkSignature(sig *etree.Element, rootID string) (*profile, error) {
 	if err != nil || len(parts[1].ChildElements()) > 0 {
 		return nil, refuse("malformed_signature", "ds:SignatureValue is not base64")
 	}
-	cert, err := checkKeyInfo(parts[2])
+	cert, err := checkKeyInfo(parts[2], cache)
 	if err != nil {
 		return nil, err
 	}
@@ -463,7 +463,7 @@ func checkTransforms(ts *etree.Element) error {
 	return nil
 }
 
-func checkKeyInfo(ki *etree.Element) (*x509.Certificate, error) {
+func checkKeyInfo(ki *etree.Element, cache *certCache) (*x509.Certificate, error) {
 	els, err := dsChildren(ki)
 	if err != nil {
 		return nil, err
@@ -488,13 +488,17 @@ func checkKeyInfo(ki *etree.Element) (*x509.Certificate, error) {
 	if len(certs[0].ChildElements()) > 0 {
 		return nil, refuse("bad_keyinfo", "ds:X509Certificate carries child elements")
 	}
+	text := certs[0].Text()
+	if cert := cache.get(text); cert != nil {
+		return cert, checkKey(cert.PublicKey, "the signer's certificate")
+	}
 	// As goxmldsig does: white space anywhere in the base64 is ignored.
 	b64 := strings.Map(func(r rune) rune {
 		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
 			return -1
 		}
 		return r
-	}, certs[0].Text())
+	}, text)
 	der, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
 		return nil, refuse("bad_keyinfo", "ds:X509Certificate is not base64")
@@ -503,6 +507,7 @@ func checkKeyInfo(ki *etree.Element) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, refuse("bad_keyinfo", "ds:X509Certificate is not a valid certificate: %v", err)
 	}
+	cache.put(text, cert)
 	return cert, checkKey(cert.PublicKey, "the signer's certificate")
 }
 

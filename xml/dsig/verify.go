@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/beevik/etree"
 	"github.com/russellhaering/goxmldsig/etreeutils"
@@ -36,6 +37,26 @@ type Trust func(cert *x509.Certificate) error
 // (SignedInfo does not verify under the certificate's key) and bad_digest (the content was
 // altered). An error that is not an *evoucher.Error is internal.
 func Verify(doc *etree.Document, trust Trust) (signed *etree.Element, cert *x509.Certificate, err error) {
+	return (*Verifier)(nil).Verify(doc, trust)
+}
+
+// Verifier verifies documents as Verify does, and remembers the signer certificates it has
+// decoded from KeyInfo (up to a few thousand), so that a signer seen again costs no
+// certificate parsing: for an auditor going through a whole log. A nil *Verifier remembers
+// nothing. It is safe for concurrent use.
+type Verifier struct {
+	certs certCache
+}
+
+// NewVerifier returns a Verifier with an empty certificate cache.
+func NewVerifier() *Verifier { return &Verifier{} }
+
+// Verify is the package's Verify, with the verifier's certificate cache.
+func (v *Verifier) Verify(doc *etree.Document, trust Trust) (signed *etree.Element, cert *x509.Certificate, err error) {
+	var cache *certCache
+	if v != nil {
+		cache = &v.certs
+	}
 	if trust == nil {
 		return nil, nil, errors.New("dsig: Verify needs a Trust")
 	}
@@ -47,7 +68,7 @@ func Verify(doc *etree.Document, trust Trust) (signed *etree.Element, cert *x509
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := checkSignature(sig, s.rootID)
+	p, err := checkSignature(sig, s.rootID, cache)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -115,4 +136,38 @@ func verifySignature(root, sig *etree.Element, p *profile) (*etree.Element, erro
 		return nil, evoucher.Errorf(evoucher.KindInvalid, "bad_digest", "the signed content was altered: its digest does not match the signature's")
 	}
 	return el, nil
+}
+
+// maxCachedCerts bounds a Verifier's certificate cache: a log has few signers, and a hostile
+// source serving a new certificate with every message must not grow it without end.
+const maxCachedCerts = 4096
+
+// certCache maps the text of a KeyInfo's X509Certificate to the certificate it decodes to.
+// A nil *certCache holds nothing.
+type certCache struct {
+	mu    sync.RWMutex
+	certs map[string]*x509.Certificate
+}
+
+func (c *certCache) get(text string) *x509.Certificate {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.certs[text]
+}
+
+func (c *certCache) put(text string, cert *x509.Certificate) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.certs == nil {
+		c.certs = map[string]*x509.Certificate{}
+	}
+	if len(c.certs) < maxCachedCerts {
+		c.certs[text] = cert
+	}
 }
