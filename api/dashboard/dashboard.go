@@ -167,7 +167,7 @@ const (
 func (d *Dashboard) Routes(r chi.Router) {
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
 	r.Get("/openapi.json", d.openAPI)
-	r.Handle("/static/*", http.FileServerFS(staticFS))
+	r.Get("/static/*", http.FileServerFS(staticFS).ServeHTTP)
 	r.Get("/login", d.loginPage)
 	r.Post("/login", d.login)
 	r.Group(func(r chi.Router) {
