@@ -20,7 +20,15 @@ import (
 type Center struct {
 	URL    string       // https://host:port
 	Client *http.Client // with the terminal's client certificate and the platform CA
+
+	// mode is the terminal's selling mode as the center said at the last Pending: 0 not said,
+	// 1 offline, 2 online.
+	mode int
 }
+
+// OnlineMode returns the selling mode the center set for this terminal, as its last answer to
+// Pending said it; ok is false when the center did not say (a center that does not send it).
+func (c *Center) OnlineMode() (online, ok bool) { return c.mode == 2, c.mode != 0 }
 
 // errorBody is the center's JSON error (api.ErrorBody).
 type errorBody struct {
@@ -101,9 +109,16 @@ func (c *Center) Pending(ctx context.Context) (shipments, shares [][]byte, err e
 	var p struct {
 		Shipments    []string `json:"shipments"`
 		ShareUpdates []string `json:"share_updates"`
+		OnlineMode   *bool    `json:"online_mode"`
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, nil, fmt.Errorf("the center's list of shipments: %w", err)
+	}
+	if p.OnlineMode != nil {
+		c.mode = 1
+		if *p.OnlineMode {
+			c.mode = 2
+		}
 	}
 	for _, s := range p.Shipments {
 		shipments = append(shipments, []byte(s))

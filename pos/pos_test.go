@@ -592,3 +592,23 @@ func TestOnlineMode(t *testing.T) {
 		}
 	})
 }
+
+func TestModeSetByCenter(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 2)
+	ctx := context.Background()
+	if on, err := s.till.OnlineMode(); on || err != nil {
+		t.Fatalf("online before the center said so: %v %v", on, err)
+	}
+	for _, tc := range []struct{ mode, changed string }{{"", ""}, {"online", "online"}, {"online", ""}, {"offline", "offline"}} {
+		s.w.Mode = tc.mode
+		res, err := s.till.Sync(ctx, s.w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		on, _ := s.till.OnlineMode()
+		if res.ModeChanged != tc.changed || on != (tc.mode == "online") {
+			t.Fatalf("center says %q: changed %q, online %v", tc.mode, res.ModeChanged, on)
+		}
+	}
+}

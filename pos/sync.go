@@ -24,8 +24,14 @@ type Remote interface {
 	Certificate(ctx context.Context, name string) ([]byte, error)
 }
 
+// ModeSetter is a Remote that says which selling mode the center set for the terminal.
+type ModeSetter interface {
+	OnlineMode() (online, ok bool)
+}
+
 // SyncResult says what a sync did.
 type SyncResult struct {
+	ModeChanged  string    // "online" or "offline" when the center changed the terminal's mode
 	CRLUpdated   time.Time // ThisUpdate of the CRL now held
 	Revoked      int       // entries in it
 	Received     []string  // shipments stored and acknowledged: "S-… 10 × ACME-10"
@@ -58,6 +64,13 @@ func (t *Till) Sync(ctx context.Context, r Remote) (SyncResult, error) {
 	shipments, shares, err := r.Pending(ctx)
 	if err != nil {
 		return res, err
+	}
+	if m, ok := r.(ModeSetter); ok {
+		if online, said := m.OnlineMode(); said {
+			if err := t.setOnline(online, &res); err != nil {
+				return res, err
+			}
+		}
 	}
 	for _, raw := range shipments {
 		if err := t.receive(ctx, r, raw, &res); err != nil {
@@ -357,4 +370,28 @@ func (t *Till) Order(ctx context.Context, r Remote, operator, product string, qu
 	err = t.receive(ctx, r, answer, &res)
 	t.alarm(res.Refused...)
 	return res, err
+}
+
+// OnlineMode tells whether the center set this terminal to online mode (each sale authorised
+// before its ticket prints), as the last sync learnt it; false before the center said so.
+func (t *Till) OnlineMode() (bool, error) {
+	b, err := t.Store.Get(keyOnlineMode)
+	return string(b) == "online", err
+}
+
+func (t *Till) setOnline(online bool, res *SyncResult) error {
+	was, err := t.OnlineMode()
+	if err != nil {
+		return err
+	}
+	mode := map[bool]string{true: "online", false: "offline"}[online]
+	if was == online {
+		if b, _ := t.Store.Get(keyOnlineMode); b != nil {
+			return nil
+		}
+	} else {
+		res.ModeChanged = mode
+		t.alarm("the center switched this terminal to " + mode + " mode")
+	}
+	return t.Store.Put(keyOnlineMode, []byte(mode))
 }

@@ -21,6 +21,7 @@ const (
 	keyCenterEncrypt = "center_encrypt" // DER of the center's encryption certificate
 	keyLastSync      = "last_sync"      // RFC 3339 time of the last complete sync
 	keyAlarms        = "alarms"         // JSON list of alarm lines for the clerk
+	keyOnlineMode    = "online_mode"    // "online" or "offline", as the center set it
 )
 
 // Authorizer records a sale at the center before it is printed (online mode).

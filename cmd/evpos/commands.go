@@ -205,6 +205,9 @@ func newOrderCmd(g *globals) *cobra.Command {
 }
 
 func printSync(cmd *cobra.Command, res pos.SyncResult) {
+	if res.ModeChanged != "" {
+		cmd.Printf("the center switched this terminal to %s mode\n", res.ModeChanged)
+	}
 	if !res.CRLUpdated.IsZero() {
 		cmd.Printf("CRL of %s: %d certificates revoked\n", res.CRLUpdated.UTC().Format(time.RFC3339), res.Revoked)
 	}
@@ -480,8 +483,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			online, err := till.OnlineMode()
+			if err != nil {
+				return err
+			}
 			mode := "offline (sales reported at sync)"
-			if g.online {
+			if g.online || online {
 				mode = "online (each sale authorised by the center)"
 			}
 			cmd.Printf("terminal %s, %s\nlast sync %s, CRL of %s\n%d document(s) queued for the center, %d ticket(s) not printed\n",

@@ -59,7 +59,7 @@ func (g *globals) addFlags(root *cobra.Command) {
 	pf.StringVar(&g.terminal, "terminal", "", "the terminal's id (set by enrol from its certificate)")
 	pf.StringVar(&g.printer, "printer", "stdout", "stdout, text:FILE, escpos:HOST:PORT (port-9100 thermal printer) or pdf:DIR")
 	pf.IntVar(&g.width, "width", 40, "columns of the ticket and the screen (32 for 58 mm paper, 42 for 80 mm)")
-	pf.BoolVar(&g.online, "online", false, "online mode: the center authorises each sale before its ticket prints (set by the center; a flag for now)")
+	pf.BoolVar(&g.online, "online", false, "force online mode (the center authorises each sale before its ticket prints); normally the center sets it, learnt at sync")
 	pf.DurationVar(&g.idle, "idle", pos.DefaultIdle, "an activated card stops selling after this long unused")
 	pf.BoolVar(&g.lines, "lines", false, "the interactive screen in line mode (one command a line) even on a terminal")
 }

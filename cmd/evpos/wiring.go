@@ -94,7 +94,14 @@ func (g *globals) open(cmd *cobra.Command) (*session, error) {
 	}
 	s.center = &pos.Center{URL: g.server, Client: hc}
 	s.till = &pos.Till{Term: s.term, Store: s.store, Printer: pr}
-	if g.online {
+	// Online mode is the center's setting (learnt at sync); --online forces it on.
+	online, err := s.till.OnlineMode()
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if online || g.online {
+		g.online = true
 		s.till.Online = s.center
 	}
 	return s, nil

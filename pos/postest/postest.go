@@ -55,6 +55,16 @@ type World struct {
 	Refuse func(doc []byte) error
 	// Sold records the sales authorised online: serial → ticket.
 	Sold map[string]string
+	// Mode is the terminal's selling mode as this center sets it: "online", "offline", or ""
+	// (not said, as an older center).
+	Mode string
+}
+
+// OnlineMode says the terminal's selling mode, as the real center's sync answer does.
+func (w *World) OnlineMode() (online, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.Mode == "online", w.Mode != ""
 }
 
 // New makes a world for terminal termID of retailer, whose key is termKey.
