@@ -264,7 +264,7 @@ func TestOpenAPI(t *testing.T) {
 	e := mustEnv(t)
 	body, status := e.get(t, e.client(), "/openapi.json")
 	var doc struct {
-		OpenAPI string                     `json:"openapi"`
+		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
 	}
 	if err := json.Unmarshal([]byte(body), &doc); err != nil || status != http.StatusOK || !strings.HasPrefix(doc.OpenAPI, "3.") {

@@ -4,6 +4,7 @@
   var table = document.getElementById('live-alarms');
   if (!table || !window.EventSource) return;
   var es = new EventSource('/ui/events');
+  es.onopen = function () { document.body.dataset.live = '1'; };
   es.addEventListener('alarm', function (ev) {
     var a = JSON.parse(ev.data);
     var row = document.getElementById('alarm-' + a.id);
