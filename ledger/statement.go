@@ -337,3 +337,22 @@ func sortedTotals(m map[[2]string]*ClearingTotal) []ClearingTotal {
 	})
 	return out
 }
+
+// PartyKindOf says whether id is a retailer or an operator (message.PartyRetailer or
+// message.PartyOperator). It returns not found when it is neither and invalid ("ambiguous_party")
+// when it is both: name the kind then.
+func (l *Ledger) PartyKindOf(ctx context.Context, id string) (string, error) {
+	var shop, op bool
+	if err := l.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM retailers WHERE id = $1), EXISTS (SELECT 1 FROM operators WHERE id = $1)`, id).Scan(&shop, &op); err != nil {
+		return "", err
+	}
+	switch {
+	case shop && op:
+		return "", invalid("ambiguous_party", "%s is both a retailer and an operator: say which with --kind", id)
+	case shop:
+		return message.PartyRetailer, nil
+	case op:
+		return message.PartyOperator, nil
+	}
+	return "", evoucher.Errorf(evoucher.KindNotFound, "unknown_party", "%s is neither a retailer nor an operator", id)
+}

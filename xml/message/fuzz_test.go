@@ -40,6 +40,7 @@ func FuzzParse(f *testing.F) {
 		_, _ = message.ReadCodeBatch(doc.Root())
 		_, _ = message.ReadBatchReceipt(doc.Root())
 		_, _ = message.ReadPurchaseOrder(doc.Root())
+		_, _ = message.ReadStatement(doc.Root())
 	})
 }
 
