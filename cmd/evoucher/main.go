@@ -79,7 +79,7 @@ EVOUCHER_DATABASE_URL, EVOUCHER_HSM_PIN), then <dir>/config.json, which init wri
 	pf.StringVar(&g.logOrigin, "log-origin", "evoucher.center/exchange-log", "the exchange log's origin line in checkpoints")
 	root.SetOut(os.Stdout) // cobra's Print* go to stderr unless told otherwise
 	root.AddCommand(newInitCmd(g), newTerminalCmd(g), newAuditCmd(g), newMigrateCmd(g), newServerCmd(g), newPKICmd(g), newOperatorCmd(g), newVaultCmd(g), newRetailerCmd(g),
-		newAlarmsCmd(g), newUserCmd(g))
+		newAlarmsCmd(g), newUserCmd(g), newMoneyCmd(g))
 	return root
 }
 

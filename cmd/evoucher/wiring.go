@@ -14,6 +14,7 @@ import (
 	"github.com/evoucher/evoucher/api"
 	"github.com/evoucher/evoucher/auditlog"
 	"github.com/evoucher/evoucher/codevault"
+	"github.com/evoucher/evoucher/ledger"
 	"github.com/evoucher/evoucher/operator"
 	"github.com/evoucher/evoucher/pki"
 	"github.com/evoucher/evoucher/pki/pkcs11"
@@ -97,6 +98,7 @@ type center struct {
 	ops     *operator.Registry
 	shops   *retailer.Registry
 	xlog    *auditlog.Log
+	money   *ledger.Ledger
 	certs   map[string]*x509.Certificate // the center's own: center-sign, center-encrypt
 }
 
@@ -153,8 +155,11 @@ func (c *center) openVault(g *globals) error {
 	if c.shops, err = retailer.New(c.db); err != nil {
 		return err
 	}
+	if c.money, err = ledger.New(ledger.Config{DB: c.db, Signer: sign, SignCert: c.certs["center-sign"]}); err != nil {
+		return err
+	}
 	c.vault, err = codevault.New(codevault.Config{DB: c.db, Keys: c.tok, Decrypter: enc, EncryptCert: c.certs["center-encrypt"],
-		Signer: sign, SignCert: c.certs["center-sign"], PKI: c.ca, Meter: c.metrics.Vault, Parties: parties{c.shops}})
+		Signer: sign, SignCert: c.certs["center-sign"], PKI: c.ca, Meter: c.metrics.Vault, Parties: parties{c.shops}, Ledger: c.money})
 	if err != nil {
 		return err
 	}
