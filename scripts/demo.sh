@@ -209,6 +209,36 @@ pos() { EVPOS_TOKEN_PIN=$tpin "$POS" --dir "$posdir" "$@"; }
 card() { local v=$1; shift; EVPOS_CARD_PIN=$(cat "$work/card-$v.pin") "$@"; }
 
 # ---------------------------------------------------------------------------------------------
+# The same terminal's full-screen mode, as on a 40-column handheld, driven in tmux (skipped
+# when tmux is not installed).
+pos_screen() {
+command -v tmux >/dev/null || { echo "(tmux is not installed: the full-screen part is skipped)"; return 0; }
+section "The clerk's full screen on a 40-column handheld (evpos screen, in tmux)"
+sock="evdemo-$$"
+tm() { tmux -L "$sock" "$@"; }
+shot() { sleep "${1:-1}"; tm capture-pane -p -t pos | sed -e 's/^/  │ /'; }
+printf '#!/bin/sh\nexport EVPOS_TOKEN_PIN=%s\nexec %s screen --dir %s\n' "$tpin" "$POS" "$posdir" >"$work/screen.sh"
+chmod 700 "$work/screen.sh"
+tm new-session -d -s pos -x 40 -y 36 "TERM=xterm-256color $work/screen.sh"
+say "evpos opens its screen: stock per product, card state, last sync, alarms; keys at the bottom."
+shot 2
+say "Alice presses c and types her card's PIN (masked), then Enter: the card is active."
+tm send-keys -t pos c; sleep 0.5
+tm send-keys -t pos -l "$(cat "$work/card-V-1.pin")"; tm send-keys -t pos Enter Enter
+shot
+say "Enter sells one of the selected product: the ticket preview is the only place the code shows (wiped when closed)."
+tm send-keys -t pos Enter
+shot
+tm send-keys -t pos Enter
+say "y syncs in the background; q quits."
+tm send-keys -t pos y
+shot 3
+tm send-keys -t pos q
+sleep 1
+tm kill-server 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------------
 revocation() {
 section "A stolen terminal"
 say "Using the terminal's enrolment code again is refused."
@@ -258,6 +288,7 @@ center
 operator
 retailer
 pos_terminal
+pos_screen
 revocation
 audit
 printf '\n\033[1mdemo complete\033[0m\n'
