@@ -275,6 +275,20 @@ func TestMoneyPayOnSale(t *testing.T) {
 		if f.count(t, `SELECT count(*) FROM alarms WHERE kind = 'credit_limit' AND subject = 'R-2' AND state = 'open'`) != 1 {
 			t.Fatal("no credit_limit alarm")
 		}
+		// The same through the exchange: a StockOrder from the terminal.
+		o, err := s.term.Order("OP-A", "P10", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.vault.Receive(ctx, terminalPeer("T-2"), o); evoucher.ReasonOf(err) != "credit_limit" {
+			t.Fatalf("StockOrder: %v", err)
+		}
+		if f.count(t, `SELECT count(*) FROM shipments`) != 1 || f.count(t, `SELECT count(*) FROM refused_messages WHERE reason = 'credit_limit'`) != 1 {
+			t.Fatal("a refused StockOrder shipped, or was not journaled")
+		}
+		if f.count(t, `SELECT occurrences FROM alarms WHERE kind = 'credit_limit' AND subject = 'R-2'`) != 2 {
+			t.Fatal("the refused StockOrder did not count on the credit_limit alarm")
+		}
 		if f.count(t, `SELECT count(*) FROM alarms WHERE kind = 'security'`) != 0 {
 			t.Fatal("a credit refusal raised a security alarm")
 		}
