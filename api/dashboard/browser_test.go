@@ -26,8 +26,19 @@ func mustBrowser(t *testing.T) context.Context {
 	if err != nil {
 		t.Fatal("chromium is not installed: run scripts/deps.sh as root (apt-get install chromium)")
 	}
+	// Not t.TempDir: Chromium's helpers may still write to the profile after the browser quits,
+	// which would fail the test at cleanup; remove it best effort instead.
+	profile, err := os.MkdirTemp("", "evoucher-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 20 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path), chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(path), chromedp.UserDataDir(profile),
 		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
