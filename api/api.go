@@ -47,6 +47,9 @@ type Terminals interface {
 	ShareUpdates(ctx context.Context, terminalID string) ([][]byte, error)
 	Authorize(ctx context.Context, terminalID string, s message.Sale) error
 	Quarantined(ctx context.Context, operatorID, terminalID string) ([]codevault.QuarantinedCode, error)
+	// OnlineMode tells the terminal, at each sync, whether the center wants every sale
+	// authorised online before its ticket prints.
+	OnlineMode(ctx context.Context, terminalID string) (bool, error)
 }
 
 // Orders lists an operator's purchase orders (package operator).

@@ -109,6 +109,11 @@ func (s *Server) terminalShipments(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	online, err := s.terms.OnlineMode(r.Context(), id.Entity)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	strs := func(docs [][]byte) []string {
 		out := make([]string, len(docs))
 		for i, d := range docs {
@@ -116,7 +121,7 @@ func (s *Server) terminalShipments(w http.ResponseWriter, r *http.Request) {
 		}
 		return out
 	}
-	writeJSON(w, http.StatusOK, map[string][]string{"shipments": strs(docs), "share_updates": strs(shares)})
+	writeJSON(w, http.StatusOK, map[string]any{"shipments": strs(docs), "share_updates": strs(shares), "online_mode": online})
 }
 
 // quarantine lists quarantined serials for the operator to block: an operator sees only its

@@ -26,6 +26,8 @@ command -v pg_dump >/dev/null || missing+=(postgresql-client)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
 # headless browser for the dashboard tests (api/dashboard, driven with chromedp)
 command -v chromium >/dev/null || missing+=(chromium)
+# a terminal multiplexer to drive evpos's full screen in tests and the demo
+command -v tmux >/dev/null || missing+=(tmux)
 
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

@@ -20,7 +20,7 @@ func newRetailerCmd(g *globals) *cobra.Command {
 		Use:   "retailer",
 		Short: "retailers, their terminals, vendor cards and terminal stock levels (admin)",
 	}
-	cmd.AddCommand(newRetailerCreateCmd(g), newAddTerminalCmd(g), newAddVendorCmd(g), newSetLevelCmd(g), newRetailerListCmd(g))
+	cmd.AddCommand(newRetailerCreateCmd(g), newAddTerminalCmd(g), newAddVendorCmd(g), newSetLevelCmd(g), newSetModeCmd(g), newRetailerListCmd(g))
 	return cmd
 }
 
@@ -91,6 +91,38 @@ func newAddTerminalCmd(g *globals) *cobra.Command {
 	for _, r := range []string{"retailer", "id", "name"} {
 		_ = cmd.MarkFlagRequired(r)
 	}
+	return cmd
+}
+
+func newSetModeCmd(g *globals) *cobra.Command {
+	var terminal string
+	var online bool
+	cmd := &cobra.Command{
+		Use:   "set-mode",
+		Short: "switch a terminal between offline selling and online authorisation",
+		Long: `set-mode switches a terminal between offline mode (it sells from shipped stock and reports
+its sales at the next sync) and online mode (the center authorises each sale before the ticket
+prints). The terminal learns the change at its next sync.`,
+		Example: `  evoucher retailer set-mode --terminal T-12 --online
+  evoucher retailer set-mode --terminal T-12 --online=false`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withRetailers(cmd.Context(), g, func(reg *retailer.Registry) error {
+				if err := reg.SetOnlineMode(cmd.Context(), terminal, online); err != nil {
+					return err
+				}
+				mode := "offline mode"
+				if online {
+					mode = "online mode"
+				}
+				cmd.Printf("terminal %s set to %s; it takes effect at its next sync\n", terminal, mode)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&terminal, "terminal", "", "the terminal's id")
+	cmd.Flags().BoolVar(&online, "online", false, "have the center authorise each sale before the ticket prints")
+	_ = cmd.MarkFlagRequired("terminal")
 	return cmd
 }
 

@@ -339,6 +339,17 @@ func TestEvposAgainstServer(t *testing.T) {
 		t.Fatalf("center: %d sales, want 4", got)
 	}
 
+	// The center switches T-1 to online mode: the terminal learns it at its next sync, and
+	// from then on a sale is recorded at the center before its ticket prints, with no sync.
+	cli("retailer", "set-mode", "--terminal", "T-1", "--online")
+	if out := p.must("", "sync"); !strings.Contains(out, "switched this terminal to online") {
+		t.Fatalf("sync after set-mode --online does not say the mode changed:\n%s", out)
+	}
+	p.must("card-V-1", "sell", "--product", "P10", "--printer", "text:"+printer)
+	if got := query(`SELECT count(*) FROM sales WHERE terminal_id = 'T-1'`); got != 5 {
+		t.Fatalf("center: %d sales right after an online sale, want 5 (authorised before printing)", got)
+	}
+
 	// No PIN in clear anywhere but on the tickets: not in what evpos printed on the terminal,
 	// not on its disk.
 	onDisk := ""
