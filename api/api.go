@@ -50,6 +50,8 @@ type Terminals interface {
 	// OnlineMode tells the terminal, at each sync, whether the center wants every sale
 	// authorised online before its ticket prints.
 	OnlineMode(ctx context.Context, terminalID string) (bool, error)
+	// TerminalAlarms lists the center's unresolved alarms about the terminal, for its screen.
+	TerminalAlarms(ctx context.Context, terminalID string) ([]codevault.TerminalAlarm, error)
 }
 
 // Orders lists an operator's purchase orders (package operator).

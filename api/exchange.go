@@ -95,8 +95,9 @@ func (s *Server) operatorOrders(w http.ResponseWriter, r *http.Request) {
 }
 
 // terminalShipments answers a terminal's sync with the signed Shipments it has not yet
-// acknowledged, and the key shares of vendor cards enrolled since earlier shipments were sent:
-// {"shipments": [signed XML, …], "share_updates": [signed XML, …]}.
+// acknowledged, the key shares of vendor cards enrolled since earlier shipments were sent, its
+// selling mode and the center's unresolved alarms about it: {"shipments": [signed XML, …],
+// "share_updates": [signed XML, …], "online_mode": bool, "alarms": [{kind, message, state, since}, …]}.
 func (s *Server) terminalShipments(w http.ResponseWriter, r *http.Request) {
 	id, _ := IdentityFrom(r.Context())
 	docs, err := s.terms.PendingShipments(r.Context(), id.Entity)
@@ -114,6 +115,11 @@ func (s *Server) terminalShipments(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	alarms, err := s.terms.TerminalAlarms(r.Context(), id.Entity)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	strs := func(docs [][]byte) []string {
 		out := make([]string, len(docs))
 		for i, d := range docs {
@@ -121,7 +127,7 @@ func (s *Server) terminalShipments(w http.ResponseWriter, r *http.Request) {
 		}
 		return out
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"shipments": strs(docs), "share_updates": strs(shares), "online_mode": online})
+	writeJSON(w, http.StatusOK, map[string]any{"shipments": strs(docs), "share_updates": strs(shares), "online_mode": online, "alarms": alarms})
 }
 
 // quarantine lists quarantined serials for the operator to block: an operator sees only its
