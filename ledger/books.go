@@ -27,6 +27,8 @@ type TopUp struct {
 	Reference string    `json:"reference"` // the bank transfer's or the cash receipt's; unique
 	By        string    `json:"by"`        // who recorded it
 	At        time.Time `json:"at"`
+	// AlarmResolved says the top-up resolved the retailer's open credit_limit alarm.
+	AlarmResolved bool `json:"alarm_resolved,omitempty"`
 }
 
 // RecordTopUp credits a retailer's account with money it paid (Currency is the account's; Amount,
@@ -34,7 +36,8 @@ type TopUp struct {
 // transaction, and returns the top-up as recorded. It returns invalid for a bad amount, method
 // or reference, not found ("no_terms") for a retailer without money terms, and conflict
 // ("duplicate_reference") when the reference was recorded before: the same payment is never
-// counted twice.
+// counted twice. When the top-up lets the retailer order again, its open credit_limit alarm is
+// resolved in the same transaction.
 func (l *Ledger) RecordTopUp(ctx context.Context, t TopUp) (TopUp, error) {
 	t.Reference = strings.TrimSpace(t.Reference)
 	switch {
@@ -83,6 +86,9 @@ func (l *Ledger) RecordTopUp(ctx context.Context, t TopUp) (TopUp, error) {
 			t.Reference, prev.At.Format(time.RFC3339), FormatAmount(prev.Amount, prev.Currency), prev.Retailer)
 	}
 	if err != nil {
+		return TopUp{}, err
+	}
+	if t.AlarmResolved, err = resolveCreditAlarm(ctx, tx, t.Retailer, t.At); err != nil {
 		return TopUp{}, err
 	}
 	return t, tx.Commit(ctx)

@@ -35,7 +35,8 @@ type Terms struct {
 // SetTerms records or changes a retailer's money terms in one transaction. It returns invalid
 // for a bad mode, settlement, currency or limit (a prepaid account has no limit), not found
 // ("unknown_retailer") for an unknown retailer, and conflict ("currency_in_use") when the
-// retailer's account already has entries in another currency.
+// retailer's account already has entries in another currency. Terms that let the retailer order
+// again (a raised limit) resolve its open credit_limit alarm.
 func (l *Ledger) SetTerms(ctx context.Context, t Terms) error {
 	switch {
 	case t.Mode != ModePrepaid && t.Mode != ModeCredit:
@@ -74,6 +75,14 @@ func (l *Ledger) SetTerms(ctx context.Context, t Terms) error {
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (retailer_id) DO UPDATE SET currency = EXCLUDED.currency, mode = EXCLUDED.mode,
 		credit_limit = EXCLUDED.credit_limit, settlement = EXCLUDED.settlement, updated_at = EXCLUDED.updated_at`,
 		t.Retailer, t.Currency, t.Mode, t.CreditLimit, t.Settlement, l.now().UTC()); err != nil {
+		return err
+	}
+	// The account exists from now on, so balances list the retailer before its first movement.
+	if _, err := tx.Exec(ctx, `INSERT INTO ledger_accounts (account, currency) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+		RetailerAccount(t.Retailer), t.Currency); err != nil {
+		return err
+	}
+	if _, err := resolveCreditAlarm(ctx, tx, t.Retailer, l.now().UTC()); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
