@@ -61,14 +61,20 @@ const (
 	ManageTerminals Permission = "manage_terminals"
 	// ManageOperators: create operators and products.
 	ManageOperators Permission = "manage_operators"
+	// SeeMoney: balances, account entries and statements (scoped roles: their own account and
+	// statements only; the platform's accounts and the clearing need SeeNetwork too).
+	SeeMoney Permission = "see_money"
+	// ManageMoney: record top-ups, set retailers' terms, commissions and margins, make statements.
+	ManageMoney Permission = "manage_money"
 )
 
 var grants = map[Role][]Permission{
-	RoleAdmin:           {SeeNetwork, SeeRetailers, SeeOperators, SeeAlarms, HandleAlarms, ManageRetailers, ManageTerminals, ManageOperators},
-	RoleManager:         {SeeNetwork, SeeRetailers, SeeOperators, SeeAlarms, HandleAlarms, ManageRetailers, ManageTerminals},
-	RoleAuditor:         {SeeNetwork, SeeRetailers, SeeOperators, SeeAlarms},
-	RoleRetailerManager: {SeeRetailers, SeeAlarms, ManageTerminals},
-	RoleOperatorUser:    {SeeOperators, SeeAlarms},
+	RoleAdmin: {SeeNetwork, SeeRetailers, SeeOperators, SeeAlarms, HandleAlarms, ManageRetailers, ManageTerminals, ManageOperators,
+		SeeMoney, ManageMoney},
+	RoleManager:         {SeeNetwork, SeeRetailers, SeeOperators, SeeAlarms, HandleAlarms, ManageRetailers, ManageTerminals, SeeMoney, ManageMoney},
+	RoleAuditor:         {SeeNetwork, SeeRetailers, SeeOperators, SeeAlarms, SeeMoney},
+	RoleRetailerManager: {SeeRetailers, SeeAlarms, ManageTerminals, SeeMoney},
+	RoleOperatorUser:    {SeeOperators, SeeAlarms, SeeMoney},
 }
 
 // Principal is the user behind a request.

@@ -124,11 +124,12 @@ func (v *Vault) SalesPerDay(ctx context.Context, s Scope, days int) ([]DaySales,
 }
 
 // alarmInScope is the SQL condition (on alarms a) that confines alarms to a scope ($R retailer,
-// $O operator): a retailer sees the terminal alarms of its terminals, an operator the stock
-// alarms of its products.
+// $O operator): a retailer sees the terminal alarms of its terminals and its own credit_limit
+// alarm (whose subject is the retailer), an operator the stock alarms of its products.
 const alarmInScope = `(($R = '' AND $O = '')
-	OR ($R <> '' AND a.kind IN ('terminal_low_stock', 'silent_terminal', 'report_gap', 'credit_limit')
+	OR ($R <> '' AND a.kind IN ('terminal_low_stock', 'silent_terminal', 'report_gap')
 	    AND split_part(a.subject, '/', 1) IN (SELECT id FROM terminals WHERE retailer_id = $R))
+	OR ($R <> '' AND a.kind = 'credit_limit' AND a.subject = $R)
 	OR ($O <> '' AND a.kind IN ('vault_low_stock', 'expiring_stock') AND split_part(a.subject, '/', 1) = $O))`
 
 // ScopedAlarms returns the alarms f selects that scope may see, the most recent first. It
