@@ -24,6 +24,18 @@ type Center struct {
 	// mode is the terminal's selling mode as the center said at the last Pending: 0 not said,
 	// 1 offline, 2 online.
 	mode int
+	// alarms is what the center's last answer to Pending said of its alarms about the
+	// terminal; nil when it said nothing.
+	alarms *[]CenterAlarm
+}
+
+// CenterAlarms returns the center's alarms about this terminal as its last answer to Pending
+// carried them; ok is false when it carried none at all (a center that does not send them).
+func (c *Center) CenterAlarms() (alarms []CenterAlarm, ok bool) {
+	if c.alarms == nil {
+		return nil, false
+	}
+	return *c.alarms, true
 }
 
 // OnlineMode returns the selling mode the center set for this terminal, as its last answer to
@@ -100,16 +112,18 @@ func (c *Center) Exchange(ctx context.Context, doc []byte) ([]byte, error) {
 	return b, err
 }
 
-// Pending fetches the shipments and key-share updates waiting for this terminal.
+// Pending fetches the shipments and key-share updates waiting for this terminal, and learns
+// the terminal's selling mode and the center's alarms about it (OnlineMode, CenterAlarms).
 func (c *Center) Pending(ctx context.Context) (shipments, shares [][]byte, err error) {
 	b, _, err := c.do(ctx, http.MethodGet, "/v1/terminal/shipments", "", nil, 256<<20)
 	if err != nil {
 		return nil, nil, err
 	}
 	var p struct {
-		Shipments    []string `json:"shipments"`
-		ShareUpdates []string `json:"share_updates"`
-		OnlineMode   *bool    `json:"online_mode"`
+		Shipments    []string       `json:"shipments"`
+		ShareUpdates []string       `json:"share_updates"`
+		OnlineMode   *bool          `json:"online_mode"`
+		Alarms       *[]CenterAlarm `json:"alarms"`
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, nil, fmt.Errorf("the center's list of shipments: %w", err)
@@ -120,6 +134,7 @@ func (c *Center) Pending(ctx context.Context) (shipments, shares [][]byte, err e
 			c.mode = 2
 		}
 	}
+	c.alarms = p.Alarms // absent or null: the center said nothing; [] : it has none
 	for _, s := range p.Shipments {
 		shipments = append(shipments, []byte(s))
 	}

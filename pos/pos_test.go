@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -610,5 +612,97 @@ func TestModeSetByCenter(t *testing.T) {
 		if res.ModeChanged != tc.changed || on != (tc.mode == "online") {
 			t.Fatalf("center says %q: changed %q, online %v", tc.mode, res.ModeChanged, on)
 		}
+	}
+}
+
+// TestCenterAlarms: each sync replaces the center's alarms kept for the screen with the list
+// the center sent, apart from the terminal's own alarm lines; a center that sends none at all
+// leaves the last list.
+func TestCenterAlarms(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 2)
+	ctx := context.Background()
+	since := time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC)
+	low := pos.CenterAlarm{Kind: "terminal_low_stock", Message: "terminal T-1 has 2 of OP-A/P10 left, below its minimum level 5", State: "open", Since: since}
+	gap := pos.CenterAlarm{Kind: "report_gap", Message: "reports 3 to 4\x1b[2J are missing", State: "acknowledged", Since: since}
+	sync := func(t *testing.T, want int) pos.Status {
+		t.Helper()
+		res, err := s.till.Sync(ctx, s.w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.till.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.w.Alarms != nil && res.CenterAlarms != want || len(st.Center) != want {
+			t.Fatalf("sync said %d center alarms, status shows %+v; want %d", res.CenterAlarms, st.Center, want)
+		}
+		return st
+	}
+	t.Run("Shown", func(t *testing.T) {
+		s.w.Alarms = []pos.CenterAlarm{low, gap}
+		st := sync(t, 2)
+		if st.Center[0] != low || st.Center[1].Kind != "report_gap" || st.Center[1].State != "acknowledged" {
+			t.Fatalf("center alarms %+v", st.Center)
+		}
+		if st.Center[1].Message != "reports 3 to 4 [2J are missing" {
+			t.Fatalf("a control character from the center reached the screen: %q", st.Center[1].Message)
+		}
+		if len(st.Alarms) != 0 {
+			t.Fatalf("the center's alarms went among the terminal's own lines: %q", st.Alarms)
+		}
+	})
+	t.Run("Replaced", func(t *testing.T) {
+		s.w.Alarms = []pos.CenterAlarm{gap}
+		if st := sync(t, 1); st.Center[0].Kind != "report_gap" {
+			t.Fatalf("center alarms %+v, want only the report gap", st.Center)
+		}
+	})
+	t.Run("NotSaidKeepsTheLast", func(t *testing.T) {
+		s.w.Alarms = nil
+		sync(t, 1)
+	})
+	t.Run("Cleared", func(t *testing.T) {
+		s.w.Alarms = []pos.CenterAlarm{}
+		sync(t, 0)
+	})
+}
+
+// TestCenterParsesAlarms: the HTTP client of the center reads the alarms of the sync answer,
+// and tells an answer without them from an empty list.
+func TestCenterParsesAlarms(t *testing.T) {
+	t.Parallel()
+	body := ""
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/terminal/shipments" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	c := &pos.Center{URL: srv.URL, Client: srv.Client()}
+	for _, tc := range []struct {
+		name, body string
+		said       bool
+		want       []pos.CenterAlarm
+	}{
+		{"OK", `{"shipments":[],"share_updates":[],"online_mode":false,"alarms":[{"kind":"terminal_low_stock","message":"T-1 is low","state":"open","since":"2026-03-01T09:30:00Z"}]}`,
+			true, []pos.CenterAlarm{{Kind: "terminal_low_stock", Message: "T-1 is low", State: "open", Since: time.Date(2026, 3, 1, 9, 30, 0, 0, time.UTC)}}},
+		{"Empty", `{"shipments":[],"share_updates":[],"alarms":[]}`, true, []pos.CenterAlarm{}},
+		{"NotSaid", `{"shipments":[],"share_updates":[]}`, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body = tc.body
+			if _, _, err := c.Pending(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got, said := c.CenterAlarms()
+			if said != tc.said || len(got) != len(tc.want) || (len(got) > 0 && got[0] != tc.want[0]) {
+				t.Fatalf("CenterAlarms() = %+v, %v; want %+v, %v", got, said, tc.want, tc.said)
+			}
+		})
 	}
 }

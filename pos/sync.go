@@ -39,6 +39,7 @@ type SyncResult struct {
 	ShareUpdates int
 	Refused      []string // documents refused, with why
 	Sent         []string // queued documents the center took: "report 3: …"
+	CenterAlarms int      // the center's unresolved alarms about this terminal, now kept for the screen
 }
 
 // Sync brings the terminal up to date with the center: the CRL (refused unless signed by the
@@ -70,6 +71,15 @@ func (t *Till) Sync(ctx context.Context, r Remote) (SyncResult, error) {
 			if err := t.setOnline(online, &res); err != nil {
 				return res, err
 			}
+		}
+	}
+	if a, ok := r.(AlarmSource); ok {
+		if list, said := a.CenterAlarms(); said {
+			// The latest list replaces the one before: an alarm resolved at the center is gone.
+			if err := t.setCenterAlarms(list); err != nil {
+				return res, err
+			}
+			res.CenterAlarms = len(list)
 		}
 	}
 	for _, raw := range shipments {
@@ -318,7 +328,8 @@ type Status struct {
 	CRLAt      string
 	Queued     int // documents waiting for the center
 	Unprinted  int
-	Alarms     []string
+	Alarms     []string      // the terminal's own alarm lines (refused documents, cards)
+	Center     []CenterAlarm // the center's alarms about this terminal, as of the last sync
 	CardEvents map[string]int
 }
 
@@ -333,6 +344,10 @@ func (t *Till) Status() (Status, error) {
 	}
 	if b, _ := t.Store.Get(keyAlarms); b != nil {
 		_ = json.Unmarshal(b, &st.Alarms)
+	}
+	var err error
+	if st.Center, err = t.CenterAlarms(); err != nil {
+		return st, err
 	}
 	q, err := t.Store.Outbox()
 	if err != nil {

@@ -223,6 +223,9 @@ func printSync(cmd *cobra.Command, res pos.SyncResult) {
 	for _, s := range res.Sent {
 		cmd.Printf("sent %s\n", s)
 	}
+	if res.CenterAlarms > 0 {
+		cmd.Printf("%d alarm(s) from the center about this terminal: see `evpos status`\n", res.CenterAlarms)
+	}
 }
 
 func newStockCmd(g *globals) *cobra.Command {
@@ -470,7 +473,7 @@ func newShiftCmd(g *globals) *cobra.Command {
 func newStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "last sync, queued documents, unprinted tickets, alarms",
+		Short: "last sync, queued documents, unprinted tickets, the terminal's alarms and the center's",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.openStore()
@@ -496,6 +499,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 			cmd.Printf("this shift: %d wrong PIN(s), %d card(s) refused\n", s.CardEvents["wrong_pin"], s.CardEvents["refused"])
 			for _, a := range s.Alarms {
 				cmd.Println("ALARM " + a)
+			}
+			// The center's alarms, as of the last sync: they clear at the center, not here.
+			for _, a := range s.Center {
+				cmd.Printf("CENTER ALARM %s (%s since %s): %s\n", a.Label(), a.State, a.Since.Local().Format("2006-01-02 15:04"), a.Message)
 			}
 			return nil
 		},

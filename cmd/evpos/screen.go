@@ -163,6 +163,9 @@ func drawScreen(cmd *cobra.Command, g *globals, s *session, msg string) {
 		right := fmt.Sprint(l.OnShelf)
 		fmt.Fprintln(out, left+strings.Repeat(" ", max(1, w-len(left)-len(right)))+right)
 	}
+	for _, a := range st.Center[:min(2, len(st.Center))] {
+		fmt.Fprintln(out, trim("C "+a.Label()+": "+a.Message, w))
+	}
 	for _, a := range st.Alarms[max(0, len(st.Alarms)-3):] {
 		fmt.Fprintln(out, trim("! "+a, w))
 	}

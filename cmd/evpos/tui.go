@@ -21,7 +21,8 @@ import (
 // "printed" on the screen (--printer stdout), and the preview is wiped when it is closed.
 //
 // Layout, from 40 columns up: a status block (terminal, card, last sync, queue), the stock
-// per product (select a line, Enter sells one), the last alarms, a message line, the keys.
+// per product (select a line, Enter sells one), the center's alarms about this terminal (only
+// when there are some), the terminal's last alarm lines, a message line, the keys.
 type tui struct {
 	s       *session
 	g       *globals
@@ -30,7 +31,9 @@ type tui struct {
 	pages   *tview.Pages
 	status  *tview.TextView
 	stock   *tview.Table
-	alarms  *tview.TextView
+	alarms  *tview.TextView // the terminal's own alarm lines
+	center  *tview.TextView // the center's alarms about this terminal, as of the last sync
+	body    *tview.Flex
 	msg     *tview.TextView
 	busy    bool   // an action runs in the background (sync): other actions wait
 	screen  bool   // tickets go to the preview instead of a printer
@@ -71,6 +74,7 @@ func (t *tui) build() {
 	t.stock = tview.NewTable().SetSelectable(true, false).SetFixed(1, 0)
 	t.stock.SetSelectedFunc(func(row, _ int) { t.sellRow(row) })
 	t.alarms = tview.NewTextView().SetDynamicColors(true)
+	t.center = tview.NewTextView().SetDynamicColors(true).SetWordWrap(true)
 	t.msg = tview.NewTextView().SetDynamicColors(true).SetWordWrap(true)
 	keys := tview.NewTextView().SetDynamicColors(true).SetWordWrap(true).
 		SetText("[::b]Enter[::-] sell  [::b]c[::-] card  [::b]x[::-] out  [::b]r[::-] reprint  [::b]y[::-] sync  [::b]u[::-] resume  [::b]k[::-] close shift  [::b]q[::-] quit")
@@ -82,9 +86,11 @@ func (t *tui) build() {
 		AddItem(rule(), 1, 0, false).
 		AddItem(t.stock, 0, 1, true).
 		AddItem(rule(), 1, 0, false).
+		AddItem(t.center, 0, 0, false). // resized by refreshStatus
 		AddItem(t.alarms, 3, 0, false).
 		AddItem(t.msg, 3, 0, false).
 		AddItem(keys, 2, 0, false)
+	t.body = main
 	t.pages = tview.NewPages().AddPage("main", main, true, true)
 	t.app.SetRoot(t.pages, true).SetFocus(t.stock)
 	t.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
@@ -156,6 +162,13 @@ func (t *tui) refreshStatus() {
 		lines = append(lines, "[red]![-] "+tview.Escape(a))
 	}
 	t.alarms.SetText(strings.Join(lines, "\n"))
+	// The center's alarms take three rows when there are some; `evpos status` lists them all.
+	lines = lines[:0]
+	for i, a := range st.Center {
+		lines = append(lines, fmt.Sprintf("[yellow::b]center %d/%d[-::-] %s", i+1, len(st.Center), tview.Escape(a.Label()+": "+a.Message)))
+	}
+	t.center.SetText(strings.Join(lines, "\n"))
+	t.body.ResizeItem(t.center, min(3, 3*len(st.Center)), 0)
 }
 
 func shortTime(rfc string) string {

@@ -58,6 +58,17 @@ type World struct {
 	// Mode is the terminal's selling mode as this center sets it: "online", "offline", or ""
 	// (not said, as an older center).
 	Mode string
+	// Alarms are this center's alarms about the terminal, sent with every answer to Pending;
+	// nil sends none at all (as an older center).
+	Alarms []pos.CenterAlarm
+}
+
+// CenterAlarms says the center's alarms about the terminal, as the real center's sync answer
+// does.
+func (w *World) CenterAlarms() ([]pos.CenterAlarm, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]pos.CenterAlarm(nil), w.Alarms...), w.Alarms != nil
 }
 
 // OnlineMode says the terminal's selling mode, as the real center's sync answer does.
