@@ -325,7 +325,9 @@ func TestEvposAgainstServer(t *testing.T) {
 		t.Fatalf("%d tickets after refused cards, want 4", n)
 	}
 
-	// Shift close: reconciled, signed, sent as report 3.
+	// Shift close: reconciled, signed, sent as report 3, whose closing stock (4) is below the
+	// minimum the center now keeps for T-1 (refilled only when it orders).
+	cli("retailer", "set-level", "--terminal", "T-1", "--operator", "OP-A", "--product", "P10", "--min", "5", "--max", "10", "--auto-reorder=false")
 	out = p.must("", "shift", "close")
 	for _, want := range []string{"received 10", "sold     4", "returned 2", "closing  4", "RECONCILED", "sales report 3"} {
 		if !strings.Contains(out, want) {
@@ -341,9 +343,14 @@ func TestEvposAgainstServer(t *testing.T) {
 
 	// The center switches T-1 to online mode: the terminal learns it at its next sync, and
 	// from then on a sale is recorded at the center before its ticket prints, with no sync.
+	// The same sync brings the low-stock alarm the center's check raised about T-1.
+	cli("alarms", "check")
 	cli("retailer", "set-mode", "--terminal", "T-1", "--online")
-	if out := p.must("", "sync"); !strings.Contains(out, "switched this terminal to online") {
-		t.Fatalf("sync after set-mode --online does not say the mode changed:\n%s", out)
+	if out := p.must("", "sync"); !strings.Contains(out, "switched this terminal to online") || !strings.Contains(out, "alarm(s) from the center") {
+		t.Fatalf("sync after set-mode --online and an alarm check does not say the mode changed and the center's alarms:\n%s", out)
+	}
+	if out := p.must("", "status"); !regexp.MustCompile(`CENTER ALARM low stock \(open since [^)]+\): terminal T-1 has 4 of OP-A/P10 left, below its minimum level 5`).MatchString(out) {
+		t.Fatalf("status does not show the center's low-stock alarm for T-1:\n%s", out)
 	}
 	p.must("card-V-1", "sell", "--product", "P10", "--printer", "text:"+printer)
 	if got := query(`SELECT count(*) FROM sales WHERE terminal_id = 'T-1'`); got != 5 {
