@@ -97,6 +97,7 @@ type Config struct {
 	Operators Operators
 	PKI       PKI
 	Log       AuditLog
+	Money     Money
 	Logger    *slog.Logger
 	Now       func() time.Time
 }
@@ -118,8 +119,8 @@ var staticFS embed.FS
 // New returns a Dashboard; it fails when a dependency is missing or a template does not parse.
 func New(cfg Config) (*Dashboard, error) {
 	if cfg.Access == nil || cfg.Vault == nil || cfg.Shops == nil || cfg.Operators == nil || cfg.PKI == nil ||
-		cfg.Log == nil || cfg.Logger == nil {
-		return nil, errors.New("dashboard: access, vault, shops, operators, pki, log and logger are required")
+		cfg.Log == nil || cfg.Money == nil || cfg.Logger == nil {
+		return nil, errors.New("dashboard: access, vault, shops, operators, pki, log, money and logger are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

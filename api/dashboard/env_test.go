@@ -25,6 +25,7 @@ import (
 	"github.com/evoucher/evoucher/codevault"
 	"github.com/evoucher/evoucher/internal/testdb"
 	"github.com/evoucher/evoucher/internal/testhsm"
+	"github.com/evoucher/evoucher/ledger"
 	"github.com/evoucher/evoucher/operator"
 	"github.com/evoucher/evoucher/pki"
 	"github.com/evoucher/evoucher/retailer"
@@ -41,6 +42,7 @@ type env struct {
 	shops  *retailer.Registry
 	users  *access.Service
 	dash   *dashboard.Dashboard
+	money  *ledger.Ledger
 }
 
 const password = "correct horse battery"
@@ -91,8 +93,13 @@ func mustEnv(t *testing.T) *env {
 		}
 		return c
 	}
+	signCert := issue(pki.RoleCenterSign)
+	money, err := ledger.New(ledger.Config{DB: db, Signer: centerKey, SignCert: signCert})
+	if err != nil {
+		t.Fatal(err)
+	}
 	vault, err := codevault.New(codevault.Config{DB: db, Keys: tok, Decrypter: centerKey, EncryptCert: issue(pki.RoleCenterEncrypt),
-		Signer: centerKey, SignCert: issue(pki.RoleCenterSign), PKI: ca})
+		Signer: centerKey, SignCert: signCert, PKI: ca, Ledger: money})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +122,7 @@ func mustEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dash, err := dashboard.New(dashboard.Config{Access: users, Vault: vault, Shops: shops, Operators: ops, PKI: ca, Log: xlog, Logger: logger})
+	dash, err := dashboard.New(dashboard.Config{Access: users, Vault: vault, Shops: shops, Operators: ops, PKI: ca, Log: xlog, Money: money, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +143,7 @@ func mustEnv(t *testing.T) *env {
 	hs.TLS = api.TLSConfig(tls.Certificate{Certificate: [][]byte{tlsCert.Raw}, PrivateKey: tlsKey, Leaf: tlsCert})
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
-	e := &env{db: db, srv: hs, router: s.Handler(), vault: vault, shops: shops, users: users, dash: dash}
+	e := &env{db: db, srv: hs, router: s.Handler(), vault: vault, shops: shops, users: users, dash: dash, money: money}
 	e.mustNetwork(t, ops)
 	return e
 }
@@ -270,7 +277,13 @@ func (e *env) fingerprint(t *testing.T) string {
 		(SELECT string_agg(serial || coalesce(revoked_at::text, ''), ',' ORDER BY serial) FROM certificates),
 		(SELECT string_agg(id || name, ',' ORDER BY id) FROM operators),
 		(SELECT string_agg(operator_id || code, ',' ORDER BY operator_id, code) FROM products),
-		(SELECT string_agg(name || coalesce(disabled_at::text, ''), ',' ORDER BY name) FROM dashboard_users)))`).Scan(&fp)
+		(SELECT string_agg(name || coalesce(disabled_at::text, ''), ',' ORDER BY name) FROM dashboard_users),
+		(SELECT string_agg(id || kind || ref || retailer_id, ',' ORDER BY id) FROM ledger_transactions),
+		(SELECT string_agg(account || currency || balance, ',' ORDER BY account, currency) FROM ledger_accounts),
+		(SELECT string_agg(retailer_id || currency || mode || credit_limit || settlement, ',' ORDER BY retailer_id) FROM retailer_terms),
+		(SELECT string_agg(retailer_id || operator_id || product || bps, ',' ORDER BY 1) FROM retailer_commissions),
+		(SELECT string_agg(operator_id || product || bps, ',' ORDER BY 1) FROM operator_margins),
+		(SELECT string_agg(id, ',' ORDER BY id) FROM statements)))`).Scan(&fp)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/evoucher/evoucher/access"
 	"github.com/evoucher/evoucher/codevault"
+	"github.com/evoucher/evoucher/ledger"
 	"github.com/evoucher/evoucher/operator"
 	"github.com/evoucher/evoucher/retailer"
 )
@@ -25,7 +26,7 @@ type apiRoute struct {
 func (d *Dashboard) apiRoutes() []apiRoute {
 	rs := []apiRoute{
 		{"GET", "/me", "the logged-in user, role, scope and anti-forgery token", "", d.meJSON},
-		{"GET", "/overview", "stock per product (vault and terminals), days of cover, sales today", "", d.overviewJSON},
+		{"GET", "/overview", "stock per product (vault and terminals), days of cover, today's sales and their money, open alarms", "", d.overviewJSON},
 		{"GET", "/terminal-stock", "each terminal's levels, reported stock and days of cover", access.SeeRetailers, d.terminalStockJSON},
 		{"GET", "/alarms", "alarms (?state=open|acknowledged|resolved|all&kind=)", access.SeeAlarms, d.alarmsJSON},
 		{"POST", "/alarms/{id}/acknowledge", "acknowledge an alarm (header X-CSRF-Token)", access.HandleAlarms, d.moveAlarmJSON(true)},
@@ -37,6 +38,7 @@ func (d *Dashboard) apiRoutes() []apiRoute {
 		{"GET", "/charts/sales", "sales per day and product over the last ?days= (default 14)", access.SeeRetailers, d.salesJSON},
 		{"GET", "/audit", "the exchange log's size and latest signed checkpoint", access.SeeNetwork, d.auditJSON},
 	}
+	rs = append(rs, d.moneyAPIRoutes()...)
 	for _, j := range journals() {
 		rs = append(rs, apiRoute{"GET", "/" + j.name, j.title + " (filters: " + strings.Join(j.filters, ", ") + "; page, size)", j.perm, d.journalJSON(j)})
 	}
@@ -67,9 +69,24 @@ func (d *Dashboard) meJSON(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Me{Name: p.Name, Role: string(p.Role), Retailer: p.Retailer, Operator: p.Operator, CSRF: access.CSRFOf(sessionToken(r))})
 }
 
+// Overview is the answer of GET /api/v1/overview.
+type Overview struct {
+	Stock      []codevault.ProductStock `json:"stock"`
+	SalesToday []ledger.SalesTotal      `json:"sales_today"` // since midnight UTC, per currency
+	Alarms     []codevault.Alarm        `json:"alarms"`      // open, in the user's scope
+}
+
 func (d *Dashboard) overviewJSON(w http.ResponseWriter, r *http.Request) {
-	s, err := d.Vault.StockOverview(r.Context(), scopeOf(principal(r)))
-	d.answer(w, r, s, err)
+	p := principal(r)
+	var o Overview
+	var err error
+	if o.Stock, err = d.Vault.StockOverview(r.Context(), scopeOf(p)); err == nil {
+		o.SalesToday, err = d.salesToday(r.Context(), p)
+	}
+	if err == nil && p.Can(access.SeeAlarms) {
+		o.Alarms, err = d.Vault.ScopedAlarms(r.Context(), codevault.AlarmFilter{State: codevault.AlarmOpen, Limit: 50}, scopeOf(p))
+	}
+	d.answer(w, r, o, err)
 }
 
 func (d *Dashboard) terminalStockJSON(w http.ResponseWriter, r *http.Request) {

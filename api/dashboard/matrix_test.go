@@ -35,7 +35,7 @@ var (
 	public    = []string{"anon", "admin", "manager", "auditor", "rm-a", "op-a"}
 )
 
-func matrix(alarmA, alarmB int64) []row {
+func matrix(alarmA, alarmB int64, st map[string]string) []row {
 	a, b := strconv.FormatInt(alarmA, 10), strconv.FormatInt(alarmB, 10)
 	rows := []row{
 		{"GET", "/", "/", nil, public},
@@ -104,6 +104,7 @@ func matrix(alarmA, alarmB int64) []row {
 		{"GET", "/api/v1/orders", "/api/v1/orders", nil, operators},
 		{"GET", "/api/v1/refusals", "/api/v1/refusals", nil, network},
 	}
+	rows = append(rows, moneyRows(st)...)
 	// The machine routes (mTLS): a dashboard session never opens them.
 	for _, m := range [][2]string{{"GET", "/v1/whoami"}, {"GET", "/v1/alarms"}, {"POST", "/v1/alarms/{id}/acknowledge"}, {"POST", "/v1/alarms/{id}/resolve"},
 		{"GET", "/v1/log/checkpoint"}, {"GET", "/v1/log/entries"}, {"GET", "/v1/log/proof/inclusion"}, {"GET", "/v1/log/proof/consistency"},
@@ -131,7 +132,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if err != nil || len(as) != 2 {
 		t.Fatalf("%d alarms: %v", len(as), err)
 	}
-	rows := matrix(as[0].ID, as[1].ID)
+	rows := matrix(as[0].ID, as[1].ID, e.mustMoney(t))
 
 	// Every route of the router has a row.
 	covered := map[string]bool{}
@@ -231,6 +232,26 @@ func TestAuthorizationMatrix(t *testing.T) {
 	if strings.Contains(body, "OP-B") || !strings.Contains(body, "OP-A") {
 		t.Errorf("operator user of OP-A sees %s", body)
 	}
+	for who, want := range map[string]string{"rm-a": "retailer:R-A", "op-a": "operator:OP-A"} {
+		body, _ = e.get(t, clients[who], "/api/v1/money/balances")
+		var bs []map[string]any
+		_ = json.Unmarshal([]byte(body), &bs)
+		if len(bs) != 1 || bs[0]["account"] != want {
+			t.Errorf("%s's balances: %s", who, body)
+		}
+	}
+	body, _ = e.get(t, clients["rm-a"], "/api/v1/money/statements?kind=retailer&party=R-B")
+	if strings.Contains(body, `"party":"R-B"`) || !strings.Contains(body, `"party":"R-A"`) {
+		t.Errorf("retailer manager of R-A lists statements %s", body)
+	}
+	body, _ = e.get(t, clients["rm-a"], "/api/v1/money/topups?retailer=R-B")
+	if strings.Contains(body, `"retailer":"R-B"`) || !strings.Contains(body, `"retailer":"R-A"`) {
+		t.Errorf("retailer manager of R-A lists top-ups %s", body)
+	}
+	body, _ = e.get(t, clients["op-a"], "/api/v1/money/topups")
+	if strings.TrimSpace(body) != "[]" {
+		t.Errorf("operator user lists top-ups %s", body)
+	}
 }
 
 func (e *env) do(t *testing.T, c *http.Client, r row, tok string) (int, string) {
@@ -244,6 +265,10 @@ func (e *env) do(t *testing.T, c *http.Client, r row, tok string) (int, string) 
 		form.Set("csrf", tok)
 		req, _ = http.NewRequest("POST", e.srv.URL+r.path, strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if j := r.form.Get("_json"); j != "" { // a JSON endpoint's body
+			req, _ = http.NewRequest("POST", e.srv.URL+r.path, strings.NewReader(j))
+			req.Header.Set("Content-Type", "application/json")
+		}
 		req.Header.Set("X-CSRF-Token", tok)
 	} else {
 		req, _ = http.NewRequest(r.method, e.srv.URL+r.path, nil)

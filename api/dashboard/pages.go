@@ -22,14 +22,15 @@ func (d *Dashboard) pageRoutes(r chi.Router) {
 		r.With(d.need(j.perm)).Get("/ui/"+j.name, d.journalPage(j))
 	}
 	d.adminRoutes(r)
+	d.moneyRoutes(r)
 	r.With(d.need(access.SeeRetailers)).Get("/ui/charts", d.chartsPage)
 	r.With(d.need(access.SeeRetailers)).Get("/ui/charts/sales.svg", d.salesChart)
 	r.With(d.need(access.SeeRetailers)).Get("/ui/charts/cover.svg", d.coverChart)
 	r.With(d.need(access.SeeNetwork)).Get("/ui/audit", d.auditPage)
 }
 
-// overview shows stock per product (vault and terminals), days of cover, today's sales and
-// the open alarms, which update live.
+// overview shows stock per product (vault and terminals), days of cover, today's sales (codes
+// and money) and the open alarms (credit_limit ones included), which update live.
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
 	stock, err := d.Vault.StockOverview(r.Context(), scopeOf(p))
@@ -51,8 +52,13 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	sales, err := d.salesToday(r.Context(), p)
+	if err != nil {
+		d.fail(w, r, false, err)
+		return
+	}
 	d.render(w, r, http.StatusOK, "overview", "Overview", map[string]any{"Stock": stock, "Alarms": alarms, "Terminals": terms,
-		"ShowVault": p.Retailer == "", "CanHandle": p.Can(access.HandleAlarms)})
+		"Sales": sales, "ShowVault": p.Retailer == "", "CanHandle": p.Can(access.HandleAlarms)})
 }
 
 func alarmFilter(r *http.Request) codevault.AlarmFilter {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/evoucher/evoucher/access"
+	"github.com/evoucher/evoucher/ledger"
 )
 
 type pageTemplate struct{ t *template.Template }
@@ -36,7 +37,9 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.1f", f)
 	},
-	"money": func(minor int64, cur string) string { return fmt.Sprintf("%d.%02d %s", minor/100, minor%100, cur) },
+	"money": ledger.FormatAmount,
+	"minor": ledger.FormatMinor,
+	"pct":   func(bps int) string { return fmt.Sprintf("%d.%02d%%", bps/100, bps%100) },
 	"list":  func(s ...string) []string { return s },
 	"deref": func(p *int) string {
 		if p == nil {

@@ -12,5 +12,5 @@ func newDashboard(c *center, g *globals) (*dashboard.Dashboard, error) {
 		return nil, err
 	}
 	return dashboard.New(dashboard.Config{Access: users, Vault: c.vault, Shops: c.shops, Operators: c.ops, PKI: c.ca,
-		Log: c.xlog, Logger: g.log})
+		Log: c.xlog, Money: c.money, Logger: g.log})
 }
