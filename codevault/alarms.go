@@ -174,7 +174,7 @@ func (v *Vault) moveAlarm(ctx context.Context, id int64, to string) (Alarm, erro
 
 // alarmCheckLock serialises alarm checkers (two servers, or a server and `evoucher alarms
 // check`), so each sees the other's alarms and the counts they report are true.
-const alarmCheckLock = 7_412_000_002
+const alarmCheckLock = 7_412_000_004 // 001 migrations, 002 EnsureCA, 003 revocation
 
 // firing is a condition that holds now: the subject it holds for and what to tell about it.
 type firing struct{ subject, message string }
