@@ -177,6 +177,9 @@ func newMoneyTopUpCmd(g *globals) *cobra.Command {
 					return err
 				}
 				cmd.Printf("top-up %d: %s credited to retailer %s (%s, reference %q)\n", tu.ID, ledger.FormatAmount(tu.Amount, tu.Currency), tu.Retailer, tu.Method, tu.Reference)
+				if tu.AlarmResolved {
+					cmd.Printf("retailer %s can order again: its credit_limit alarm is resolved\n", tu.Retailer)
+				}
 				return nil
 			})
 		},
@@ -273,6 +276,7 @@ func parseWhen(flag, s string) (time.Time, error) {
 
 func newMoneyStatementCmd(g *globals) *cobra.Command {
 	var from, to, format, out, kind string
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "statement PARTY",
 		Short: "make the signed statement of a retailer or an operator for a period, as XML, CSV or PDF",
@@ -340,9 +344,13 @@ to the exchange log; --format csv or pdf renders the same statement.`,
 				cmd.PrintErrf("statement %s of %s %s: %s opening %s, movements %s, closing %s; written to %s\n", st.ID, kind, args[0], tot.Currency,
 					ledger.FormatMinor(tot.Opening, tot.Currency), ledger.FormatMinor(tot.Net, tot.Currency), ledger.FormatMinor(tot.Closing, tot.Currency), out)
 			}
+			if check {
+				return reconcile(cmd, c.money, st)
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&check, "check", false, "also reconcile the statement with the ledger: its balances and lines against the party account's entries")
 	cmd.Flags().StringVar(&from, "from", "", "start of the period: a date (UTC), an RFC 3339 time")
 	cmd.Flags().StringVar(&to, "to", "now", "end of the period, excluded")
 	cmd.Flags().StringVar(&format, "format", "", "xml, csv or pdf (default: from -o's extension, else xml)")
@@ -421,4 +429,23 @@ func writeClearingCSV(w io.Writer, c ledger.Clearing) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// reconcile sets a statement against the ledger and says so (on stderr, so that a statement
+// written to stdout stays clean); it fails when they differ.
+func reconcile(cmd *cobra.Command, l *ledger.Ledger, st ledger.Statement) error {
+	rec, err := l.Reconcile(cmd.Context(), st.Content)
+	if err != nil {
+		return err
+	}
+	for _, r := range rec {
+		cmd.PrintErrf("reconciled: statement %s in %s: opening %s = the ledger's %s before the period; movements %s = lines %s = the ledger's %s in the period; closing %s; account %s\n",
+			st.ID, r.Currency, ledger.FormatMinor(r.Opening, r.Currency), ledger.FormatMinor(r.LedgerOpening, r.Currency),
+			ledger.FormatMinor(r.Net, r.Currency), ledger.FormatMinor(r.LinesNet, r.Currency), ledger.FormatMinor(r.LedgerNet, r.Currency),
+			ledger.FormatMinor(r.Closing, r.Currency), r.Account)
+	}
+	if len(rec) == 0 {
+		cmd.PrintErrf("reconciled: statement %s has no account movement and the ledger none either\n", st.ID)
+	}
+	return nil
 }
