@@ -389,6 +389,11 @@ func (v *Vault) order(ctx context.Context, peer pki.Identity, in inbound) ([]byt
 	if err != nil {
 		return nil, err
 	}
+	release, err := v.shipSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	// The order, its shipment and the answer commit together: a crash leaves either all or
 	// nothing, and a retry of the same bytes gets the same shipment.
 	tx, err := v.register(ctx, env, in.digest)

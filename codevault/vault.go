@@ -12,6 +12,7 @@ import (
 	"crypto/cipher"
 	"crypto/x509"
 	"errors"
+	"runtime"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,6 +88,11 @@ type Config struct {
 	Alarms AlarmPolicy
 	// Ledger charges retailers for stock; nil: no money is kept.
 	Ledger Ledger
+	// Shipping is how many shipments this process builds at once (default: the larger of 4
+	// and the CPUs). Orders beyond it wait before their transaction opens: every reservation
+	// walks past the codes that shipments still in flight hold locked, so more at once only
+	// makes each slower (see shipSlot).
+	Shipping int
 }
 
 // Vault is the code vault.
@@ -106,6 +112,8 @@ type Vault struct {
 	limits  message.Limits
 	alarms  AlarmPolicy
 	ledger  Ledger
+	// shipping holds one token per shipment being built (Config.Shipping).
+	shipping chan struct{}
 }
 
 // New returns a Vault. It fails when a dependency is missing.
@@ -117,6 +125,13 @@ func New(cfg Config) (*Vault, error) {
 	v := &Vault{db: cfg.DB, keys: cfg.Keys, dec: cfg.Decrypter, encCert: cfg.EncryptCert, signer: cfg.Signer,
 		sigCert: cfg.SignCert, pki: cfg.PKI, parties: cfg.Parties, now: cfg.Now, meter: cfg.Meter, maxAge: cfg.MaxAge, maxSkew: cfg.MaxSkew, limits: cfg.Limits, ledger: cfg.Ledger}
 	v.alarms = cfg.Alarms.withDefaults()
+	if cfg.Shipping < 0 {
+		return nil, errors.New("codevault: Shipping cannot be negative")
+	}
+	if cfg.Shipping == 0 {
+		cfg.Shipping = max(4, runtime.GOMAXPROCS(0))
+	}
+	v.shipping = make(chan struct{}, cfg.Shipping)
 	if v.now == nil {
 		v.now = time.Now
 	}
