@@ -6,6 +6,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -704,5 +705,119 @@ func TestCenterParsesAlarms(t *testing.T) {
 				t.Fatalf("CenterAlarms() = %+v, %v; want %+v, %v", got, said, tc.want, tc.said)
 			}
 		})
+	}
+}
+
+// TestDiskFull sells until the store cannot grow (SQLite's max_page_count: SQLITE_FULL, as on
+// a full disk): the sale that fails is not recorded nor printed, its code stays on the shelf,
+// the sales before it are intact, and the clerk is told the disk is full and what to do. Once
+// there is room again the same code sells next, and the sync sends reports with no gap.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	const n = 300
+	s := mustShop(t, n)
+	ctx := context.Background()
+	sess := s.activate(t, "V-1")
+	if err := s.store.LeaveRoomForTest(2); err != nil {
+		t.Fatal(err)
+	}
+	// A first report before the disk fills, so the sequence spans it.
+	if _, err := s.till.Sell(ctx, sess, "P10"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.till.Sync(ctx, s.w); err != nil {
+		t.Fatal(err)
+	}
+	sold := 1
+	var full error
+	for sold < n {
+		if _, full = s.till.Sell(ctx, sess, "P10"); full != nil {
+			break
+		}
+		sold++
+	}
+	if sold >= n || sold < 3 {
+		t.Fatalf("sold %d of %d before the store was full: the cap did not act as a full disk", sold, n)
+	}
+	t.Logf("the store was full after %d sales", sold)
+	if evoucher.KindOf(full) != evoucher.KindUnavailable || evoucher.ReasonOf(full) != "disk_full" {
+		t.Fatalf("sale on a full disk: %v (kind %v, reason %q), want unavailable/disk_full", full, evoucher.KindOf(full), evoucher.ReasonOf(full))
+	}
+	var se *pos.SaleError
+	if errors.As(full, &se) {
+		t.Fatalf("a sale on a full disk says ticket %s was recorded", se.Ticket)
+	}
+	for _, want := range []string{"disk is full", "not recorded", "stays on the shelf", "free space", "sell again", "evpos resume"} {
+		if !strings.Contains(strings.ToLower(full.Error()), want) {
+			t.Fatalf("the clerk is not told %q: %v", want, full)
+		}
+	}
+	// Nothing printed for it, nothing lost: every sale before it printed once, with its PIN;
+	// none waits unprinted; the rest of the stock is on the shelf.
+	check := func(t *testing.T, wantSold int) {
+		t.Helper()
+		if got := strings.Count(s.out.String(), "Serial "); got != wantSold {
+			t.Fatalf("%d tickets printed, want %d", got, wantSold)
+		}
+		sales, err := s.store.RecentSales(n)
+		if err != nil || len(sales) != wantSold {
+			t.Fatalf("%d sales recorded (%v), want %d", len(sales), err, wantSold)
+		}
+		for i, sale := range sales {
+			if !sale.Printed || sale.TicketNo != int64(wantSold-i) || !strings.Contains(s.out.String(), s.pins[sale.Serial]) {
+				t.Fatalf("sale %+v is not intact", sale)
+			}
+		}
+		if u, err := s.store.Unprinted(); err != nil || len(u) != 0 {
+			t.Fatalf("%d unprinted tickets (%v)", len(u), err)
+		}
+		if got := onShelf(t, s.store); got != n-wantSold {
+			t.Fatalf("%d codes on the shelf after %d sales of %d", got, wantSold, n)
+		}
+	}
+	check(t, sold)
+	// A sync while the disk is full cannot queue its report: no sequence number is taken.
+	if _, err := s.till.Sync(ctx, s.w); evoucher.ReasonOf(err) != "disk_full" || !strings.Contains(err.Error(), "free space") {
+		t.Fatalf("sync on a full disk: %v, want disk_full saying to free space", err)
+	}
+
+	// Room again: the code the full disk refused is the next one sold, and the sync reports.
+	if err := s.store.LeaveRoomForTest(-1); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.till.Sell(ctx, sess, "P10")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("%012d", 100_000_000_000+sold); p.Sale.Serial != want {
+		t.Fatalf("after the disk full, serial %s sold; want %s, the one whose sale failed", p.Sale.Serial, want)
+	}
+	sold++
+	check(t, sold)
+	res, err := s.till.Sync(ctx, s.w)
+	if err != nil || len(res.Sent) != 1 {
+		t.Fatalf("sync after the disk full: %+v %v", res, err)
+	}
+	var seqs []int64
+	reported := map[string]bool{}
+	for _, raw := range s.w.Received {
+		d, _ := message.Parse(raw, message.DefaultLimits)
+		if d.Root().Tag != "SalesReport" {
+			continue
+		}
+		r, err := message.ReadSalesReport(d.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs = append(seqs, r.Seq)
+		for _, sale := range r.Sales {
+			if reported[sale.Serial] {
+				t.Fatalf("serial %s reported twice", sale.Serial)
+			}
+			reported[sale.Serial] = true
+		}
+	}
+	if len(seqs) != 2 || seqs[0] != 1 || seqs[1] != 2 || len(reported) != sold {
+		t.Fatalf("reports %v carried %d sales; want 1, 2 with all %d", seqs, len(reported), sold)
 	}
 }

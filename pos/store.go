@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
-	_ "github.com/mattn/go-sqlite3" // the SQLite driver, registered as "sqlite3"
+	"github.com/mattn/go-sqlite3" // the SQLite driver, registered as "sqlite3"
 
 	"github.com/evoucher/evoucher"
 	"github.com/evoucher/evoucher/xml/message"
@@ -127,11 +127,24 @@ func (s *Store) tx(fn func(*sql.Tx) error) error {
 	return diskError(tx.Commit())
 }
 
+// reasonDiskFull is the reason of an error from a store whose disk is full.
+const reasonDiskFull = "disk_full"
+
+// isDiskFull tells whether err is SQLite's SQLITE_FULL: the disk (or the database's cap) has
+// no room for a new page. The transaction that met it was rolled back whole.
+func isDiskFull(err error) bool {
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code == sqlite3.ErrFull
+	}
+	return err != nil && strings.Contains(err.Error(), "database or disk is full")
+}
+
 // diskError says what to do when the disk is full, the one storage failure a clerk can fix.
 func diskError(err error) error {
-	if err != nil && strings.Contains(err.Error(), "database or disk is full") {
-		return evoucher.Errorf(evoucher.KindUnavailable, "disk_full",
-			"the terminal's disk is full: nothing was recorded and nothing printed; free space (old logs, PDF tickets) and try again (%v)", err)
+	if isDiskFull(err) {
+		return evoucher.Errorf(evoucher.KindUnavailable, reasonDiskFull,
+			"the terminal's disk is full: nothing was recorded; free space on it (old logs, PDF tickets) and try again (%w)", err)
 	}
 	return err
 }
@@ -413,6 +426,16 @@ func (s *Store) Sell(product, vendor string, open func(ShelfCode) error) (Sale, 
 		sale = Sale{ShelfCode: c, TicketNo: no, Ticket: TicketName(s.terminal, no), Vendor: vendor, SoldAt: now}
 		return nil
 	})
+	if evoucher.ReasonOf(err) == reasonDiskFull {
+		// Rolled back whole: no sale row, the code still on_shelf, no ticket number taken.
+		var cause sqlite3.Error
+		if errors.As(err, &cause) {
+			err = cause
+		}
+		return Sale{}, evoucher.Errorf(evoucher.KindUnavailable, reasonDiskFull,
+			"the terminal's disk is full: this sale of %s was not recorded and nothing was printed; its code stays on the shelf and the customer must not pay. "+
+				"Free space on the terminal (old logs, PDF tickets), then sell again; run `evpos resume` first if a ticket waits to be printed (%w)", product, err)
+	}
 	return sale, err
 }
 

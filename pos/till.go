@@ -105,6 +105,11 @@ func (t *Till) finish(ctx context.Context, sale Sale, pin message.PIN, duplicate
 			err, sale.Ticket, sale.Ticket)}
 	}
 	if err := t.Store.MarkPrinted(sale.TicketNo, duplicate); err != nil {
+		if evoucher.ReasonOf(err) == reasonDiskFull {
+			return Printed{}, &SaleError{Ticket: sale.Ticket, Err: fmt.Errorf(
+				"ticket %s printed: give it to the customer. %w.\nThe sale is recorded, only its printing is not: after freeing space, `evpos resume` prints it once more marked DUPLICATE, a copy to keep",
+				sale.Ticket, err)}
+		}
 		return Printed{}, fmt.Errorf("ticket %s printed, but recording that failed: %w", sale.Ticket, err)
 	}
 	sale.Printed = true
