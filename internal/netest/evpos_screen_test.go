@@ -1,6 +1,7 @@
 package netest_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -115,9 +116,22 @@ func TestEvposScreenInTmux(t *testing.T) {
 		t.Fatalf("stock not 9 after the sale:\n%s", screen)
 	}
 
-	// Sync: the sale goes to the center.
+	// Sync: the sale goes to the center, and an alarm the center keeps about T-1 comes back
+	// to the screen, apart from the terminal's own lines.
+	if _, err := w.n.DB.Exec(context.Background(), `INSERT INTO alarms (kind, subject, message, first_at, last_at)
+		VALUES ('report_gap', 'T-1', 'terminal T-1 sent sales report 9 but 1 is the next expected', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
 	m.keys("y")
-	m.waitFor(`(?s)synced: 0 shipment\(s\) in,\s+1 sent`)
+	screen = m.waitFor(`(?s)synced: 0 shipment\(s\) in,\s+1 sent`)
+	if !regexp.MustCompile(`(?s)center 1/1 report missing:\s+terminal\s+T-1\s+sent`).MatchString(screen) {
+		t.Fatalf("the center's alarm is not on the screen after the sync:\n%s", screen)
+	}
+	for _, l := range strings.Split(screen, "\n") {
+		if len([]rune(l)) > 40 {
+			t.Fatalf("a line wider than 40 columns: %q", l)
+		}
+	}
 	if got := w.query(`SELECT count(*) FROM sales s JOIN codes c ON c.id = s.code_id WHERE c.serial = $1 AND c.state = 'sold' AND s.vendor_id = 'V-1'`, serial[1]); got != 1 {
 		t.Fatalf("center: the sale of %s made on the screen is not recorded", serial[1])
 	}
