@@ -53,6 +53,16 @@ echo "listening on $url; /readyz says: $(curl -sf --cacert "$dir/ca.pem" "$url/r
 }
 
 # ---------------------------------------------------------------------------------------------
+dashboard_users() {
+section "Dashboard users"
+say "A manager gets a dashboard login: the password comes on stdin, only its argon2id hash is stored."
+printf '%s\n' "$manager_pass" | "$BIN" user add --dir "$dir" manager --role manager --password-stdin
+echo "the dashboard is at $url/ui/ (the demo logs in to it at the end)"
+}
+manager_pass=demo-manager-pass
+corner_pass=demo-corner-boss-pass
+
+# ---------------------------------------------------------------------------------------------
 operator() {
 section "The operator: ACME Telecom uploads codes"
 say "A manager records the operator ACME Telecom and its 10.00 EUR product (reorder 5000 codes below 2000)."
@@ -118,6 +128,22 @@ code=$(echo "$line" | awk '{print $NF}')
 }
 
 # ---------------------------------------------------------------------------------------------
+money_terms() {
+section "Money: Corner Shop's account, its commission and the platform's margin"
+say "Corner Shop's manager gets a dashboard login that sees only Corner Shop."
+printf '%s\n' "$corner_pass" | "$BIN" user add --dir "$dir" corner-boss --role retailer_manager --retailer R-CORNER --password-stdin
+
+say "Corner Shop pays before it takes stock (prepaid, EUR, charged when a shipment is sent); it earns 5% on ACME-10; the platform keeps 8% of ACME's face value (so 3% net of the commission)."
+"$BIN" money account set --dir "$dir" R-CORNER --mode prepaid --currency EUR
+"$BIN" money commission set --dir "$dir" R-CORNER OP-ACME ACME-10 --bps 500
+"$BIN" money margin set --dir "$dir" OP-ACME '*' --bps 800
+
+say "A manager records Corner Shop's first bank transfer, 50.00 EUR, with its reference."
+"$BIN" money topup --dir "$dir" R-CORNER 50.00 --method bank --reference "SEPA-DEMO-0001" --by manager
+"$BIN" money balances --dir "$dir"
+}
+
+# ---------------------------------------------------------------------------------------------
 # The POS program evpos runs the terminal: its local store (SQLite) is in $posdir, its token
 # and the vendor cards are SoftHSM2 tokens. Tickets print on the screen (--printer stdout).
 pos_terminal() {
@@ -145,7 +171,20 @@ done
 say "T-1's first sync: the platform's CRL (to check vendor cards while offline) and the center's encryption certificate; nothing to receive yet."
 pos sync
 
-say "T-1 orders 10 codes: the center reserves them (SKIP LOCKED, earliest expiry first), re-encrypts them under a fresh key split between the terminal and each card, signs the shipment; evpos verifies, stores and acknowledges it."
+say "T-1 orders 10 codes: 10 × 10.00 less the 5% commission is 95.00, but Corner Shop has paid in 50.00. The center refuses the order, stores nothing, and raises a credit_limit alarm."
+if out=$(pos order --operator OP-ACME --product ACME-10 --quantity 10 2>&1); then fail "an order beyond the prepaid funds was shipped"; fi
+echo "$out"
+"$BIN" alarms list --dir "$dir" --kind credit_limit
+
+say "Corner Shop pays 200.00 more by bank transfer; recorded, it lets the shop order again, so the credit_limit alarm resolves itself."
+"$BIN" money topup --dir "$dir" R-CORNER 200.00 --method bank --reference "SEPA-DEMO-0002" --by manager
+"$BIN" alarms list --dir "$dir" --kind credit_limit --state all
+
+say "The same transfer entered a second time is refused: a payment is never counted twice."
+if out=$("$BIN" money topup --dir "$dir" R-CORNER 200.00 --method bank --reference "SEPA-DEMO-0002" 2>&1); then fail "a top-up was recorded twice"; fi
+echo "$out"
+
+say "T-1 orders 10 codes again: the center reserves them (SKIP LOCKED, earliest expiry first), re-encrypts them under a fresh key split between the terminal and each card, signs the shipment; evpos verifies, stores and acknowledges it."
 pos order --operator OP-ACME --product ACME-10 --quantity 10
 pos stock
 
@@ -264,6 +303,25 @@ curl -sf --cacert "$dir/ca.pem" "$url/metrics" | grep '^evoucher_pki_refusals_to
 }
 
 # ---------------------------------------------------------------------------------------------
+money_close() {
+section "Money: the day's books, statements and clearing"
+today=$(date -u +%F)
+say "Every account: Corner Shop paid 250.00 and took 10 + 9 codes (its 2 returned codes credited back); what ACME is owed; the platform's margin and bank. --check checks the books (every balance is the sum of its entries, every currency's entries sum to zero)."
+"$BIN" money balances --dir "$dir" --check
+
+say "Corner Shop's signed statement for today, as a PDF; --check reconciles it with the ledger."
+"$BIN" money statement --dir "$dir" R-CORNER --from "$today" --to now --format pdf -o "$work/corner-$today.pdf" --check
+echo "$(head -c 5 "$work/corner-$today.pdf") document, $(wc -c <"$work/corner-$today.pdf") bytes"
+
+say "ACME's statement: what the platform owes it for the codes Corner Shop took (signed XML, appended to the exchange log)."
+"$BIN" money statement --dir "$dir" OP-ACME --from "$today" --to now -o "$work/acme-$today.xml" --check
+"$BIN" money statement --dir "$dir" OP-ACME --from "$today" --to now --format csv --check
+
+say "The clearing of the day: what Corner Shop was charged, split between ACME and the platform."
+"$BIN" money clearing --dir "$dir" --from "$today" --to now
+}
+
+# ---------------------------------------------------------------------------------------------
 audit() {
 section "The auditor"
 say "An auditor, with only the CA certificate and the log's public key, verifies the whole exchange log from the outside."
@@ -283,12 +341,70 @@ EVOUCHER_HSM_PIN=$apin "$BIN" audit prove "$batchid" "${aud[@]}"
 }
 
 # ---------------------------------------------------------------------------------------------
+# curl_ui ARGS…: curl against the dashboard with the session's cookie jar (TLS checked against
+# the demo's CA).
+curl_ui() { curl -sS --fail-with-body --cacert "$dir/ca.pem" -c "$work/cookies" -b "$work/cookies" "$@"; }
+dashboard_check() {
+section "The web dashboard"
+say "The dashboard is served by the same server. It is checked here as a browser would use it: the login form's anti-forgery token, a session cookie, then the overview page and its JSON."
+tok=$(curl_ui "$url/login" | grep -o 'name="csrf" value="[^"]*"' | cut -d'"' -f4)
+[ -n "$tok" ] || fail "the login page has no anti-forgery token"
+curl_ui -o /dev/null -w 'login as manager: HTTP %{http_code}, sent to %{redirect_url}\n' --data-urlencode "csrf=$tok" \
+  --data-urlencode name=manager --data-urlencode "password=$manager_pass" "$url/login"
+page=$(curl_ui "$url/ui/")
+for want in OP-ACME ACME-10 'id="sales-today"' '<tr id="alarm-'; do
+  grep -q "$want" <<<"$page" || fail "the overview page does not show $want"
+done
+echo "GET /ui/ ($(wc -c <<<"$page") bytes) shows ACME's stock, today's sales and money, and the open alarms:"
+sed -n '/id="live-alarms"/,/<\/table>/p' <<<"$page" | grep -o '<tr id="alarm-[^"]*"><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td>' | sed 's/<[^>]*>/ /g; s/  */ /g; s/^/  /'
+json=$(curl_ui "$url/api/v1/overview")
+if command -v jq >/dev/null; then
+  echo "GET /api/v1/overview:"
+  jq -r '(.stock[] | "  stock \(.Operator)/\(.Product): vault \(.Vault), terminals \(.Terminals), sold today \(.SoldToday)"),
+    (.sales_today[] | "  sales today: \(.codes) codes, face value \(.face_value / 100) \(.currency) (minor units: \(.face_value))"),
+    (.alarms[] | "  open alarm \(.ID): \(.Kind) \(.Subject) — \(.Message)")' <<<"$json"
+else
+  echo "GET /api/v1/overview: $json" | cut -c 1-600
+fi
+grep -q '"State":"open"' <<<"$json" || fail "the overview JSON lists no open alarm"
+money=$(curl_ui "$url/ui/money")
+grep -q 'retailer:R-CORNER' <<<"$money" || fail "the money page does not show Corner Shop"
+echo "GET /ui/money, Corner Shop's row:$(grep -A1 'id="bal-retailer:R-CORNER"' <<<"$money" | tr -d '\n' | sed 's/<[^>]*>/ /g; s/  */ /g')"
+curl_ui "$url/ui/retailers" | grep -q 'R-CORNER' || fail "the retailers page does not list Corner Shop"
+echo "GET /ui/retailers lists R-CORNER (Corner Shop)"
+
+say "Corner Shop's manager logs in: the dashboard shows it Corner Shop's account and nothing else."
+rm -f "$work/cookies"
+tok=$(curl_ui "$url/login" | grep -o 'name="csrf" value="[^"]*"' | cut -d'"' -f4)
+curl_ui -o /dev/null --data-urlencode "csrf=$tok" --data-urlencode name=corner-boss --data-urlencode "password=$corner_pass" "$url/login"
+echo "GET /api/v1/money/balances as corner-boss: $(curl_ui "$url/api/v1/money/balances")"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/ca.pem" -b "$work/cookies" "$url/api/v1/money/accounts/operator:OP-ACME")
+echo "GET /api/v1/money/accounts/operator:OP-ACME as corner-boss: HTTP $code"
+[ "$code" = 404 ] || fail "a retailer manager sees the operator's account"
+
+printf '\n\033[1mThe dashboard: %s/ui/  —  log in as manager / %s\033[0m (or corner-boss / %s)\n' "$url" "$manager_pass" "$corner_pass"
+echo "Its certificate is from the demo's own CA ($dir/ca.pem): the browser will warn. KEEP=1 make demo keeps it running to browse."
+}
+
+# With KEEP=1 on a terminal, the server (and make demo's private database) stay up until Enter.
+keep_open() {
+[ "${KEEP:-0}" = 1 ] && [ -t 0 ] || return 0
+printf '\nKEEP=1: the center keeps running at %s/ui/ (manager / %s). Press Enter to stop it.\n' "$url" "$manager_pass"
+read -r _
+}
+
+# ---------------------------------------------------------------------------------------------
 # The story, in order. A new part is a function above and a line here.
 center
+dashboard_users
 operator
 retailer
+money_terms
 pos_terminal
 pos_screen
 revocation
+money_close
 audit
+dashboard_check
+keep_open
 printf '\n\033[1mdemo complete\033[0m\n'
