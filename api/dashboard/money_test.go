@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/evoucher/evoucher/ledger"
 	"github.com/evoucher/evoucher/xml/message"
 )
@@ -166,5 +168,34 @@ func TestTopUpForm(t *testing.T) {
 	}
 	if body, _ := e.get(t, c, "/ui/money/statements/"+s.ID); !strings.Contains(body, "reconciles with the ledger exactly") {
 		t.Fatalf("statement page:\n%s", body)
+	}
+}
+
+// TestBrowserTopUp: a manager records a top-up through the money page's form in headless
+// Chromium, and the page it lands on shows the retailer's new balance.
+func TestBrowserTopUp(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	e.mustMoney(t)
+	ctx := mustBrowser(t)
+	var flash, balance string
+	err := chromedp.Run(ctx, chromedp.Navigate(e.srv.URL+"/login"), chromedp.WaitVisible(`#name`, chromedp.ByID),
+		chromedp.SendKeys(`#name`, "manager", chromedp.ByID), chromedp.SendKeys(`#password`, password, chromedp.ByID),
+		chromedp.Click(`#login`, chromedp.ByID), chromedp.WaitVisible(`#stock`, chromedp.ByID),
+		chromedp.Navigate(e.srv.URL+"/ui/money"), chromedp.WaitVisible(`#topup`, chromedp.ByID),
+		chromedp.SendKeys(`#topup-retailer`, "R-A", chromedp.ByID), chromedp.SendKeys(`#topup-amount`, "12.34", chromedp.ByID),
+		chromedp.SetValue(`#topup-method`, "cash", chromedp.ByID), chromedp.SendKeys(`#topup-reference`, "RC-BROWSER-1", chromedp.ByID),
+		chromedp.Click(`#topup-submit`, chromedp.ByID), chromedp.WaitVisible(`.flash`, chromedp.ByQuery),
+		chromedp.Text(`.flash`, &flash, chromedp.ByQuery),
+		chromedp.Text(`tr[id="bal-retailer:R-A"] td.balance`, &balance, chromedp.ByQuery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(flash, "12.34 EUR recorded for R-A") || strings.TrimSpace(balance) != "112.34 EUR" {
+		t.Fatalf("after the top-up: flash %q, balance %q", flash, balance)
+	}
+	tus, err := e.money.TopUps(context.Background(), "R-A", 1)
+	if err != nil || len(tus) != 1 || tus[0].Method != "cash" || tus[0].By != "dashboard:manager" {
+		t.Fatalf("recorded %+v, %v", tus, err)
 	}
 }
