@@ -13,13 +13,15 @@ type Role string
 const (
 	// RoleAdmin sees and does everything, operators and products included.
 	RoleAdmin Role = "admin"
-	// RoleManager runs the network: every retailer and operator, alarms, terminals, levels.
+	// RoleManager runs the network: every retailer and operator, alarms, terminals, levels, and
+	// the money: top-ups, retailers' terms, commissions, margins, statements.
 	RoleManager Role = "manager"
 	// RoleRetailerManager sees only its retailer: its terminals, vendor cards, shipments and
-	// sales; it sets its terminals' levels, issues their enrolment codes and revokes them.
+	// sales, its account and statements; it sets its terminals' levels, issues their enrolment
+	// codes and revokes them.
 	RoleRetailerManager Role = "retailer_manager"
 	// RoleOperatorUser sees only its operator: its products, batches, purchase orders, and the
-	// stock and sales of its products.
+	// stock and sales of its products, what the platform owes it and its statements.
 	RoleOperatorUser Role = "operator_user"
 	// RoleAuditor sees everything a manager sees and changes nothing.
 	RoleAuditor Role = "auditor"

@@ -199,3 +199,56 @@ func TestBrowserTopUp(t *testing.T) {
 		t.Fatalf("recorded %+v, %v", tus, err)
 	}
 }
+
+// TestCreditAlarmOnOverview: an open credit_limit alarm shows on the overview like any alarm,
+// to the network and to its retailer's manager only, and a top-up from the dashboard that lets
+// the retailer order again resolves it.
+func TestCreditAlarmOnOverview(t *testing.T) {
+	t.Parallel()
+	e := mustEnv(t)
+	e.mustMoney(t)
+	ctx := context.Background()
+	// As the vault raises it when it refuses an order for credit (codevault's tests cover that).
+	for _, r := range []string{"R-A", "R-B"} {
+		if _, err := e.db.Exec(ctx, `INSERT INTO alarms (kind, subject, message, first_at, last_at)
+			VALUES ('credit_limit', $1, 'retailer ' || $1 || ' cannot take 10 × P: only 0.00 EUR of prepaid funds is left', now(), now())`, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rm, manager := e.mustLogin(t, "rm-a"), e.mustLogin(t, "manager")
+	var o struct {
+		Alarms []struct{ Kind, Subject, State string } `json:"alarms"`
+	}
+	credit := func(c *http.Client) []string {
+		body, _ := e.get(t, c, "/api/v1/overview")
+		o.Alarms = nil
+		if err := json.Unmarshal([]byte(body), &o); err != nil {
+			t.Fatal(err)
+		}
+		var subjects []string
+		for _, a := range o.Alarms {
+			if a.Kind == "credit_limit" {
+				subjects = append(subjects, a.Subject)
+			}
+		}
+		return subjects
+	}
+	if got := credit(rm); len(got) != 1 || got[0] != "R-A" {
+		t.Fatalf("retailer manager of R-A sees credit alarms %v", got)
+	}
+	if got := credit(manager); len(got) != 2 {
+		t.Fatalf("manager sees credit alarms %v", got)
+	}
+	if body, _ := e.get(t, rm, "/ui/"); !strings.Contains(body, "credit_limit") || strings.Contains(body, "R-B") {
+		t.Fatalf("retailer manager's overview page:\n%s", body)
+	}
+	// R-B has paid nothing: a top-up lets it order, and resolves its alarm.
+	resp := e.post(t, manager, "/ui/money/topups", url.Values{"csrf": {e.csrf(t, manager)}, "retailer": {"R-B"}, "amount": {"20"},
+		"method": {"cash"}, "reference": {"RC-B-1"}})
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "credit_limit+alarm+is+resolved") {
+		t.Fatalf("top-up: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if got := credit(manager); len(got) != 1 || got[0] != "R-A" {
+		t.Fatalf("after R-B's top-up the open credit alarms are %v", got)
+	}
+}
