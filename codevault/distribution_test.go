@@ -329,7 +329,9 @@ func TestDistribution(t *testing.T) {
 			t.Fatalf("no %s in the exchange log", typ)
 		}
 	}
-	if n := f.count(t, `SELECT count(*) FROM shipments s WHERE NOT EXISTS (SELECT 1 FROM log_entries l WHERE l.data = s.document)`); n != 0 {
+	// A shipment's document is kept once, as its log entry.
+	if n := f.count(t, `SELECT count(*) FROM shipments s LEFT JOIN log_entries l ON l.idx = s.log_index
+		WHERE l.idx IS NULL OR l.type <> 'Shipment' OR l.message_id <> s.message_id::text`); n != 0 {
 		t.Fatalf("%d shipments are not in the log as sent", n)
 	}
 	// The database's view: every code outside the vault is in exactly one shipment.
@@ -381,7 +383,7 @@ func TestConcurrentOrders(t *testing.T) {
 		t.Fatalf("%d codes shipped in the database", n)
 	}
 	// No serial in two signed shipment documents: what left the center, not just the rows.
-	rows, err := f.db.Query(ctx, `SELECT document FROM shipments`)
+	rows, err := f.db.Query(ctx, `SELECT l.data FROM shipments s JOIN log_entries l ON l.idx = s.log_index`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,4 +443,72 @@ func TestLargeShipment(t *testing.T) {
 	if n := f.count(t, `SELECT count(*) FROM codes WHERE shipment_id = $1 AND state = 'sold'`, info.ID); n != 1200 {
 		t.Fatalf("%d sold, want 1200", n)
 	}
+}
+
+// A shipment's signed document is kept once, as its exchange-log entry: the terminal's sync,
+// the acknowledgement and a retried StockOrder all read it back from there, byte-exact.
+func TestShipmentDocumentInLog(t *testing.T) {
+	t.Parallel()
+	f := mustFixture(t)
+	ctx := context.Background()
+	f.stock(t, 130_000_000_000, 20)
+	s := f.mustShop(t, "R-1", "T-1", "V-1")
+	order, err := s.term.Order("OP-A", "P10", 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.vault.Receive(ctx, terminalPeer("T-1"), order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := s.term.OpenShipment(first)
+	if err != nil || len(sh.Codes) != 6 {
+		t.Fatalf("shipment of %d codes: %v", len(sh.Codes), err)
+	}
+	t.Run("RetryGetsTheSameShipment", func(t *testing.T) {
+		again, err := f.vault.Receive(ctx, terminalPeer("T-1"), order)
+		if err != nil || string(again) != string(first) {
+			t.Fatalf("a retry of the order got another answer (%v)", err)
+		}
+		if n := f.count(t, `SELECT count(*) FROM shipments`); n != 1 {
+			t.Fatalf("%d shipments after a retry, want 1", n)
+		}
+		if n := f.count(t, `SELECT count(*) FROM codes WHERE state = 'shipped'`); n != 6 {
+			t.Fatalf("%d codes shipped after a retry, want 6", n)
+		}
+	})
+	t.Run("StoredOnce", func(t *testing.T) {
+		if n := f.count(t, `SELECT count(*) FROM log_entries WHERE data = $1`, first); n != 1 {
+			t.Fatalf("the shipment is %d times in the log", n)
+		}
+		if n := f.count(t, `SELECT count(*) FROM messages m JOIN shipments s ON s.log_index = m.response_index
+			WHERE m.type = 'StockOrder' AND m.response IS NULL`); n != 1 {
+			t.Fatal("the order's answer is not the shipment's log entry")
+		}
+	})
+	t.Run("SyncReadsTheLog", func(t *testing.T) {
+		pending, err := f.vault.PendingShipments(ctx, "T-1")
+		if err != nil || len(pending) != 1 || string(pending[0]) != string(first) {
+			t.Fatalf("%d pending shipments (%v), want the one sent", len(pending), err)
+		}
+	})
+	t.Run("AckChecksTheLoggedSerials", func(t *testing.T) {
+		ack, err := s.term.Ack(sh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.vault.Receive(ctx, terminalPeer("T-1"), ack); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.count(t, `SELECT count(*) FROM codes WHERE state = 'delivered'`); n != 6 {
+			t.Fatalf("%d codes delivered, want 6", n)
+		}
+	})
+	t.Run("ErrShipmentWithoutLogEntry", func(t *testing.T) {
+		_, err := f.db.Exec(ctx, `INSERT INTO shipments (id, terminal_id, operator_id, product, count, kek_label, key_wrapped, share_wrapped, message_id, created_at)
+			SELECT 'S-forged', terminal_id, operator_id, product, 1, kek_label, key_wrapped, share_wrapped, gen_random_uuid(), now() FROM shipments`)
+		if err == nil {
+			t.Fatal("a shipment committed without its document in the log")
+		}
+	})
 }

@@ -54,8 +54,17 @@ func (v *Vault) receive(ctx context.Context, peer pki.Identity, raw []byte, dige
 	// An exact retry by its sender gets the answer it got the first time; anyone else sending
 	// the same bytes goes through the checks below and is refused.
 	var stored []byte
+	var storedIdx *int64
 	var sender string
-	err = v.db.QueryRow(ctx, `SELECT response, sender FROM messages WHERE digest = $1`, digest[:]).Scan(&stored, &sender)
+	err = v.db.QueryRow(ctx, `SELECT response, response_index, sender FROM messages WHERE digest = $1`, digest[:]).Scan(&stored, &storedIdx, &sender)
+	if err == nil && stored == nil && storedIdx != nil && sender == peer.Entity {
+		// An answer kept in the exchange log only (a StockOrder's Shipment).
+		docs, err := auditlog.Messages(ctx, v.db, *storedIdx)
+		if err != nil {
+			return nil, env, err
+		}
+		return docs[0], env, nil
+	}
 	if err == nil && stored != nil && sender == peer.Entity {
 		return stored, env, nil
 	}

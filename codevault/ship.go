@@ -82,7 +82,11 @@ func (v *Vault) Ship(ctx context.Context, req ShipRequest) (ShipmentInfo, error)
 		return ShipmentInfo{}, err
 	}
 	// The log's lock is taken last, so concurrent shipments serialise only for the commit.
-	if _, err := auditlog.Append(ctx, tx, logged(info.env, info.Document)); err != nil {
+	idx, err := auditlog.Append(ctx, tx, logged(info.env, info.Document))
+	if err != nil {
+		return ShipmentInfo{}, err
+	}
+	if err := setLogIndex(ctx, tx, info.ID, int64(idx), ""); err != nil {
 		return ShipmentInfo{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -107,6 +111,19 @@ func (v *Vault) shipSlot(ctx context.Context) (func(), error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// setLogIndex names the log entry that holds a shipment's signed document, and, for a
+// StockOrder's shipment, makes it the order's stored answer, in one round trip (the log's
+// lock is held).
+func setLogIndex(ctx context.Context, tx pgx.Tx, shipmentID string, idx int64, orderMessageID string) error {
+	if orderMessageID == "" {
+		_, err := tx.Exec(ctx, `UPDATE shipments SET log_index = $2 WHERE id = $1`, shipmentID, idx)
+		return err
+	}
+	_, err := tx.Exec(ctx, `WITH answer AS (UPDATE messages SET response_index = $2 WHERE message_id = $3)
+		UPDATE shipments SET log_index = $2 WHERE id = $1`, shipmentID, idx, orderMessageID)
+	return err
 }
 
 // recipients checks a request and finds who can open its shipment: the terminal's
@@ -179,15 +196,20 @@ func (v *Vault) ship(ctx context.Context, tx pgx.Tx, req ShipRequest, retailerID
 		return ShipmentInfo{}, err
 	}
 	msgID := uuid.NewString()
-	if _, err := tx.Exec(ctx, `INSERT INTO shipments (id, terminal_id, operator_id, product, count, kek_label, key_wrapped, share_wrapped, message_id, document, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '', $10)`, id, req.Terminal, req.Operator, req.Product, req.Quantity, kekLabel, keyW, shareW, msgID, now); err != nil {
-		return ShipmentInfo{}, err
-	}
+	vendors := slices.Sorted(maps.Keys(cards))
+	// One statement reserves the codes and records the shipment with its final count (none when
+	// nothing was reserved). Its signed document is not stored here: it is appended to the
+	// exchange log last, and the shipment names that entry (setLogIndex).
 	rows, err := tx.Query(ctx, `WITH picked AS (
 			SELECT id FROM codes WHERE operator_id = $1 AND product = $2 AND state = 'in_vault' AND expires_on > $5::date
-			ORDER BY expires_on, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-		UPDATE codes c SET state = 'shipped', shipment_id = $4 FROM picked WHERE c.id = picked.id
-		RETURNING c.serial, c.batch_id, c.part, c.pin_ct, c.expires_on`, req.Operator, req.Product, req.Quantity, id, now)
+			ORDER BY expires_on, id LIMIT $3 FOR UPDATE SKIP LOCKED),
+		moved AS (
+			UPDATE codes c SET state = 'shipped', shipment_id = $4 FROM picked WHERE c.id = picked.id
+			RETURNING c.serial, c.batch_id, c.part, c.pin_ct, c.expires_on),
+		shipment AS (
+			INSERT INTO shipments (id, terminal_id, operator_id, product, count, kek_label, key_wrapped, share_wrapped, message_id, vendors, created_at)
+			SELECT $4, $6, $1, $2, count(*), $7, $8, $9, $10, $11, $12 FROM moved HAVING count(*) > 0)
+		SELECT * FROM moved`, req.Operator, req.Product, req.Quantity, id, now, req.Terminal, kekLabel, keyW, shareW, msgID, vendors, now)
 	if err != nil {
 		return ShipmentInfo{}, err
 	}
@@ -257,10 +279,6 @@ func (v *Vault) ship(ctx context.Context, tx pgx.Tx, req ShipRequest, retailerID
 	if err != nil {
 		return ShipmentInfo{}, err
 	}
-	vendors := slices.Sorted(maps.Keys(vendorEKs))
-	if _, err := tx.Exec(ctx, `UPDATE shipments SET document = $2, count = $3, vendors = $4 WHERE id = $1`, id, doc, len(sealed), vendors); err != nil {
-		return ShipmentInfo{}, err
-	}
 	// Charged last, so the retailer's account is locked only until the commit.
 	if v.ledger != nil {
 		if err := v.ledger.ChargeShipment(ctx, tx, id); err != nil {
@@ -313,11 +331,15 @@ func (v *Vault) partCipher(ctx context.Context, tx pgx.Tx, cache map[[2]int64]ci
 // PendingShipments returns the signed Shipments sent to a terminal and not yet confirmed,
 // oldest first: what its next sync fetches.
 func (v *Vault) PendingShipments(ctx context.Context, terminalID string) ([][]byte, error) {
-	rows, err := v.db.Query(ctx, `SELECT document FROM shipments WHERE terminal_id = $1 AND state = 'sent' ORDER BY created_at, id`, terminalID)
+	rows, err := v.db.Query(ctx, `SELECT log_index FROM shipments WHERE terminal_id = $1 AND state = 'sent' ORDER BY created_at, id`, terminalID)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	idx, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	return auditlog.Messages(ctx, v.db, idx...)
 }
 
 // Quarantine takes every unsold code held by a terminal out of circulation (a revoked or

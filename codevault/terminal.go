@@ -124,10 +124,15 @@ func (v *Vault) ack(ctx context.Context, peer pki.Identity, in inbound) ([]byte,
 
 // shipmentSerials returns a shipment's serials in the order of its document.
 func (v *Vault) shipmentSerials(ctx context.Context, tx pgx.Tx, id string) ([]string, error) {
-	var raw []byte
-	if err := tx.QueryRow(ctx, `SELECT document FROM shipments WHERE id = $1`, id).Scan(&raw); err != nil {
+	var idx int64
+	if err := tx.QueryRow(ctx, `SELECT log_index FROM shipments WHERE id = $1`, id).Scan(&idx); err != nil {
 		return nil, err
 	}
+	docs, err := auditlog.Messages(ctx, tx, idx)
+	if err != nil {
+		return nil, err
+	}
+	raw := docs[0]
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(raw); err != nil {
 		return nil, err
@@ -407,11 +412,13 @@ func (v *Vault) order(ctx context.Context, peer pki.Identity, in inbound) ([]byt
 		v.refusedForCredit(ctx, retailerID, err, now)
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE messages SET response = $2 WHERE message_id = $1`, env.MessageID, s.Document); err != nil {
+	// Logged last, the order then its shipment, so the log's lock is held only for the commit.
+	// The shipment's entry is also the order's stored answer, for a retry of the same bytes.
+	idx, err := auditlog.Append(ctx, tx, logged(env, in.raw), logged(s.env, s.Document))
+	if err != nil {
 		return nil, err
 	}
-	// Logged last, the order then its shipment, so the log's lock is held only for the commit.
-	if _, err := auditlog.Append(ctx, tx, logged(env, in.raw), logged(s.env, s.Document)); err != nil {
+	if err := setLogIndex(ctx, tx, s.ID, int64(idx)+1, env.MessageID); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -107,7 +107,9 @@ func (n *Network) CheckInvariants(ctx context.Context, uploaded int) (Totals, er
 	}
 
 	// Shipments: the rows, the signed documents, and the codes placed in them.
-	rows, err = tx.Query(ctx, `SELECT id, terminal_id, count, state, document FROM shipments`)
+	// A shipment's signed document is its entry in the exchange log (shipments.log_index).
+	rows, err = tx.Query(ctx, `SELECT s.id, s.terminal_id, s.count, s.state, coalesce(l.data, '') FROM shipments s
+		LEFT JOIN log_entries l ON l.idx = s.log_index`)
 	if err != nil {
 		return tot, err
 	}

@@ -271,9 +271,9 @@ func TestCheckInvariantsCatches(t *testing.T) {
 	}{
 		{name: "ErrCodeLost", uploaded: stock + 1, want: "were uploaded"},
 		{name: "ErrSerialInTwoDocuments", want: "is in two shipments",
-			tamper: `UPDATE shipments SET document = (SELECT document FROM shipments WHERE id = $1) WHERE id = $2`,
+			tamper: `UPDATE shipments SET log_index = (SELECT log_index FROM shipments WHERE id = $1) WHERE id = $2`,
 			args:   []any{a.ShipmentID, b.ShipmentID},
-			undo:   `UPDATE shipments SET document = $2 WHERE id = $1`, undoArgs: []any{b.ShipmentID, mustDocument(t, n, b.ShipmentID)}},
+			undo:   `UPDATE shipments SET log_index = $2 WHERE id = $1`, undoArgs: []any{b.ShipmentID, mustLogIndex(t, n, b.ShipmentID)}},
 		{name: "ErrCodeNotInItsDocument", want: "that shipment's document does not hold it",
 			tamper: `UPDATE codes SET shipment_id = $2 WHERE serial = $1`, args: []any{a.Codes[1].Serial, b.ShipmentID},
 			undo: `UPDATE codes SET shipment_id = $2 WHERE serial = $1`, undoArgs: []any{a.Codes[1].Serial, a.ShipmentID}},
@@ -314,11 +314,11 @@ func TestCheckInvariantsCatches(t *testing.T) {
 	}
 }
 
-func mustDocument(tb testing.TB, n *netest.Network, shipment string) []byte {
+func mustLogIndex(tb testing.TB, n *netest.Network, shipment string) int64 {
 	tb.Helper()
-	var doc []byte
-	if err := n.DB.QueryRow(context.Background(), `SELECT document FROM shipments WHERE id = $1`, shipment).Scan(&doc); err != nil {
+	var idx int64
+	if err := n.DB.QueryRow(context.Background(), `SELECT log_index FROM shipments WHERE id = $1`, shipment).Scan(&idx); err != nil {
 		tb.Fatal(err)
 	}
-	return doc
+	return idx
 }
