@@ -22,7 +22,7 @@ import (
 )
 
 // distributeUsage is the usage line of `evbench distribute`.
-const distributeUsage = "usage: evbench distribute [-terminals N] [-codes N] [-sales N] [-servers N] [-server-pool N] [-floor-conns N] [-bin bin/evoucher] [-keep]"
+const distributeUsage = "usage: evbench distribute [-terminals N] [-codes N] [-sales N] [-money=true|false] [-servers N] [-server-pool N] [-floor-conns N] [-bin bin/evoucher] [-keep]"
 
 // runDistribute is `evbench distribute`: terminals order stock all at once over HTTPS with
 // client certificates, then report their sales all at once; the floor is the bare SQL
@@ -35,9 +35,11 @@ func runDistribute(args []string) error {
 	// 900, not 1,000: goxmldsig v1.6.1 validates no document of more than about 1,000
 	// elements, and a report has one element per sale (970 is the most that verify).
 	sales := fs.Int("sales", 900, "sales in each terminal's report (at most -codes; at most 970 verify)")
+	money := fs.Bool("money", true, "give every retailer money terms (prepaid, charged on shipment, 5% commission; 2% platform margin) and the funds for its stock, "+
+		"so each shipment is priced and charged under its retailer's, the operator's and the margin's account locks; false: retailers without terms, nothing charged")
 	servers := fs.Int("servers", 1, "evoucher server processes on the one database; terminals are spread over them")
 	serverPool := fs.Int("server-pool", 0, "PostgreSQL pool size of each server (0: the server's default)")
-	floorConns := fs.Int("floor-conns", 0, "connections of the floor's pool (0: as many as the servers have in all)")
+	floorConns := fs.Int("floor-conns", 0, "connections of the floor's pool (0: as many as the shipments the servers build at once in all)")
 	bin := fs.String("bin", "bin/evoucher", "the evoucher binary")
 	keep := fs.Bool("keep", false, "keep the work directory and database")
 	_ = fs.Parse(args)
@@ -49,14 +51,14 @@ func runDistribute(args []string) error {
 		return errors.New(distributeUsage)
 	}
 	return distribute(context.Background(), distConfig{admin: admin, bin: *bin, terminals: *terminals, codes: *codes, sales: *sales,
-		servers: *servers, serverPool: *serverPool, floorConns: *floorConns, keep: *keep})
+		servers: *servers, serverPool: *serverPool, floorConns: *floorConns, keep: *keep, money: *money})
 }
 
 type distConfig struct {
 	admin, bin                       string
 	terminals, codes, sales, servers int
 	serverPool, floorConns           int
-	keep                             bool
+	keep, money                      bool
 }
 
 // timing is the outcome of one burst of requests.
@@ -103,8 +105,12 @@ func distribute(ctx context.Context, c distConfig) error {
 		}
 	}()
 	total := c.terminals * c.codes
-	fmt.Printf("distribute benchmark: %d terminals × %d codes = %d codes, %d server process(es), sales reports of %d\n",
-		c.terminals, c.codes, total, c.servers, c.sales)
+	money := "retailers with money terms (prepaid, charged on shipment)"
+	if !c.money {
+		money = "retailers without money terms (nothing charged)"
+	}
+	fmt.Printf("distribute benchmark: %d terminals × %d codes = %d codes, %d server process(es), sales reports of %d, %s\n",
+		c.terminals, c.codes, total, c.servers, c.sales, money)
 
 	srvs := make([]*netest.Server, c.servers)
 	for i := range srvs {
@@ -128,7 +134,25 @@ func distribute(ctx context.Context, c distConfig) error {
 		if err != nil {
 			return err
 		}
+		if c.money {
+			// Funds for exactly its terminals' stock: 10.00 EUR a code less 5%.
+			funds := fmt.Sprintf("%d.00", len(ts)*c.codes*10*95/100)
+			for _, args := range [][]string{
+				{"money", "account", "set", s.Retailer, "--mode", "prepaid", "--currency", "EUR", "--settle", "on-shipment"},
+				{"money", "commission", "set", s.Retailer, "OP-BENCH", "B10", "--bps", "500"},
+				{"money", "topup", s.Retailer, funds, "--method", "bank", "--reference", "BENCH-" + s.Retailer},
+			} {
+				if _, err := n.CLI(ctx, nil, args...); err != nil {
+					return err
+				}
+			}
+		}
 		terms = append(terms, ts...)
+	}
+	if c.money {
+		if _, err := n.CLI(ctx, nil, "money", "margin", "set", "OP-BENCH", "B10", "--bps", "200"); err != nil {
+			return err
+		}
 	}
 	// The floor's copy of the vault, taken before anything is shipped.
 	// A second copy has, in addition, an index that serves the reservation's ORDER BY
@@ -194,14 +218,14 @@ func distribute(ctx context.Context, c distConfig) error {
 
 	conns := c.floorConns
 	if conns == 0 {
-		conns = c.servers * serverPoolSize(c.serverPool)
+		conns = c.servers * shippingSlots()
 	}
 	floor, floorPG, err := floorReserve(ctx, n, "floor_codes", len(terms), c.codes, conns)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
 	ratio := ship.wall.Seconds() / floor.wall.Seconds()
-	fmt.Printf("floor    plain UPDATE … FOR UPDATE SKIP LOCKED … RETURNING of the same %d rows, %d at once in batches of %d, %d connections: %.3f s = %.0f rows/s (p50 %.1f ms, p99 %.1f ms); CPU: PostgreSQL %.2f s\n",
+	fmt.Printf("floor    plain UPDATE … FOR UPDATE SKIP LOCKED … RETURNING of the same %d rows, %d at once in batches of %d, %d connections (as many as the servers build shipments at once): %.3f s = %.0f rows/s (p50 %.1f ms, p99 %.1f ms); CPU: PostgreSQL %.2f s\n",
 		total, len(terms), c.codes, conns, floor.wall.Seconds(), float64(total)/floor.wall.Seconds(), ms(floor.pct(0.50)), ms(floor.pct(0.99)), floorPG.Seconds())
 	ordered, orderedPG, err := floorReserve(ctx, n, "floor_codes_ordered", len(terms), c.codes, conns)
 	if err != nil {
@@ -247,6 +271,16 @@ func distribute(ctx context.Context, c distConfig) error {
 		return fmt.Errorf("after the run: %d sold, %d shipped, %d in the vault; want %d, %d, 0", tot.Sold, tot.Shipped, tot.InVault, sold, total-sold)
 	}
 	fmt.Printf("checked  invariants: every code in one state and place, none in two shipment documents, %d shipments, %d sales\n", tot.Shipments, tot.Sales)
+	if c.money {
+		var charged int
+		if err := n.DB.QueryRow(ctx, `SELECT count(*) FROM ledger_transactions WHERE kind = 'shipment' AND codes = $1`, c.codes).Scan(&charged); err != nil {
+			return err
+		}
+		if charged != tot.Shipments {
+			return fmt.Errorf("%d shipments charged of %d", charged, tot.Shipments)
+		}
+		fmt.Printf("checked  money: every shipment charged to its retailer\n")
+	}
 	fmt.Printf("targets  codes/s %.0f (≥ 100000), p99 %.0f ms (≤ 250), floor ratio %.2f (≤ 2), sales/s %.0f (≥ 20000)\n",
 		codesPerS, ms(ship.pct(0.99)), ratio, salesPerS)
 	fmt.Printf("{\"bench\":\"distribute\",\"terminals\":%d,\"codes\":%d,\"codes_per_s\":%v,\"p50_ms\":%v,\"p99_ms\":%v,\"floor_ratio\":%v,\"report_sales_per_s\":%v}\n",
@@ -356,12 +390,9 @@ func floorReserve(ctx context.Context, net *netest.Network, table string, n, bat
 	return timing{wall: wall, latencies: lat}, pgCPUSince(ctx, net, pg0), errors.Join(errs...)
 }
 
-// serverPoolSize is the pool a server has: pgxpool's default (the larger of 4 and the CPUs)
-// unless set.
-func serverPoolSize(set int) int {
-	if set > 0 {
-		return set
-	}
+// shippingSlots is how many shipments a server builds at once: codevault's default
+// (Config.Shipping), the larger of 4 and the CPUs. The rest of its orders wait for a slot.
+func shippingSlots() int {
 	return max(4, runtime.NumCPU())
 }
 
