@@ -149,6 +149,8 @@ func New(cfg Config) (*Server, error) {
 				r.Get("/v1/log/entries", s.logEntries)
 				r.Get("/v1/log/proof/inclusion", s.logInclusion)
 				r.Get("/v1/log/proof/consistency", s.logConsistency)
+				// What the auditor's tool reports after verifying the log (who: the certificate).
+				r.Post("/v1/log/verifications", s.logVerification)
 			})
 		}
 		if s.terms != nil {

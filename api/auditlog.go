@@ -3,12 +3,14 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/evoucher/evoucher"
 	"github.com/evoucher/evoucher/auditlog"
+	"github.com/evoucher/evoucher/pki"
 )
 
 // AuditLog is what the HTTP layer reads of the exchange log (package auditlog).
@@ -18,6 +20,8 @@ type AuditLog interface {
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error)
 	Find(ctx context.Context, messageID string) (auditlog.Entry, error)
+	// RecordVerification stores an auditor's report of a verification, made by the identity.
+	RecordVerification(ctx context.Context, by pki.Identity, r auditlog.VerificationReport) (auditlog.Verification, error)
 }
 
 // maxEntries bounds one page of entries.
@@ -131,4 +135,60 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// VerificationReport is the body of POST /v1/log/verifications: what `evoucher audit verify`
+// reports after a run against the center. The reporter is the client certificate, never the
+// body.
+type VerificationReport struct {
+	Size           uint64 `json:"size"`                 // the checkpoint's
+	Root           string `json:"root,omitempty"`       // hex; empty when no checkpoint was verified
+	Checkpoint     string `json:"checkpoint,omitempty"` // the signed note verified
+	From           uint64 `json:"from"`                 // the size verified before this run
+	EntriesChecked uint64 `json:"entries_checked"`
+	Outcome        string `json:"outcome"`          // "ok" or "failed"
+	Reason         string `json:"reason,omitempty"` // the first bad entry's or checkpoint's, when failed
+	DurationMS     int64  `json:"duration_ms"`
+}
+
+// VerificationRecord is the answer of POST /v1/log/verifications: the report as recorded.
+type VerificationRecord struct {
+	ID           int64     `json:"id"`
+	ReporterRole string    `json:"reporter_role"`
+	Reporter     string    `json:"reporter"`
+	ReportedAt   time.Time `json:"reported_at"`
+	Size         uint64    `json:"size"`
+	Outcome      string    `json:"outcome"`
+	RootMatches  *bool     `json:"root_matches"` // null when no root was reported
+}
+
+func (s *Server) logVerification(w http.ResponseWriter, r *http.Request) {
+	var req VerificationReport
+	if err := decodeJSON(w, r, &req, 64<<10); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var root []byte
+	if req.Root != "" {
+		var err error
+		if root, err = hex.DecodeString(req.Root); err != nil {
+			s.writeError(w, r, evoucher.Errorf(evoucher.KindInvalid, "bad_root", "root must be a hex hash: %v", err))
+			return
+		}
+	}
+	id, _ := IdentityFrom(r.Context())
+	v, err := s.xlog.RecordVerification(r.Context(), id, auditlog.VerificationReport{Size: req.Size, Root: root, Note: []byte(req.Checkpoint),
+		From: req.From, EntriesChecked: req.EntriesChecked, Outcome: req.Outcome, Reason: req.Reason, Duration: time.Duration(req.DurationMS) * time.Millisecond})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if v.RootMatches != nil && !*v.RootMatches {
+		s.log.ErrorContext(r.Context(), "an auditor verified a root that is not the center's tree", "reporter", id.Entity, "role", id.Role,
+			"serial", id.Serial, "size", v.Size, "root", req.Root)
+	} else {
+		s.log.InfoContext(r.Context(), "log verification reported", "reporter", id.Entity, "role", id.Role, "size", v.Size, "outcome", v.Outcome)
+	}
+	writeJSON(w, http.StatusCreated, VerificationRecord{ID: v.ID, ReporterRole: v.ReporterRole, Reporter: v.Reporter, ReportedAt: v.ReportedAt,
+		Size: v.Size, Outcome: v.Outcome, RootMatches: v.RootMatches})
 }

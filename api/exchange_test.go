@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -193,6 +194,115 @@ func TestExchange(t *testing.T) {
 				t.Fatalf("%s read the log: %d", c.Leaf.Subject.CommonName, resp.StatusCode)
 			}
 		}
+	})
+	t.Run("Verifications", func(t *testing.T) {
+		cp, err := xlog.Sign(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		report := func(c *tls.Certificate, body string) (int, api.VerificationRecord, string) {
+			t.Helper()
+			resp, err := client(c).Post(hs.URL+"/v1/log/verifications", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			var rec api.VerificationRecord
+			_ = json.Unmarshal(b, &rec)
+			return resp.StatusCode, rec, string(b)
+		}
+		body := func(size uint64, root []byte) string {
+			b, _ := json.Marshal(api.VerificationReport{Size: size, Root: hex.EncodeToString(root), Checkpoint: string(cp.Note),
+				EntriesChecked: size, Outcome: "ok", DurationMS: 42})
+			return string(b)
+		}
+		count := func() (n int) {
+			t.Helper()
+			if err := db.QueryRow(ctx, `SELECT count(*) FROM audit_verifications`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		securityAlarms := func() (n int) {
+			t.Helper()
+			if err := db.QueryRow(ctx, `SELECT count(*) FROM alarms WHERE kind = 'security' AND subject = 'exchange_log' AND state = 'open'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		t.Run("OK", func(t *testing.T) {
+			status, rec, raw := report(audTLS, body(cp.Size, cp.Root))
+			if status != http.StatusCreated || rec.Reporter != "AUD-1" || rec.ReporterRole != "auditor" || rec.RootMatches == nil || !*rec.RootMatches {
+				t.Fatalf("%d %s", status, raw)
+			}
+			var who, serial, outcome string
+			var size, ms int64
+			var matches bool
+			if err := db.QueryRow(ctx, `SELECT reporter, reporter_serial, size, outcome, duration_ms, root_matches FROM audit_verifications WHERE id = $1`, rec.ID).
+				Scan(&who, &serial, &size, &outcome, &ms, &matches); err != nil {
+				t.Fatal(err)
+			}
+			if who != "AUD-1" || serial != pki.SerialOf(audTLS.Leaf) || uint64(size) != cp.Size || outcome != "ok" || ms != 42 || !matches {
+				t.Fatalf("row: %s %s %d %s %d %v", who, serial, size, outcome, ms, matches)
+			}
+			if n := securityAlarms(); n != 0 {
+				t.Fatalf("%d security alarms after a matching verification", n)
+			}
+		})
+		t.Run("ErrReporterInBody", func(t *testing.T) {
+			before := count()
+			b := strings.Replace(body(cp.Size, cp.Root), "{", `{"reporter":"OP-A",`, 1)
+			if status, _, raw := report(audTLS, b); status != http.StatusBadRequest || count() != before {
+				t.Fatalf("%d %s", status, raw)
+			}
+		})
+		t.Run("ErrTerminalOrOperator", func(t *testing.T) {
+			before := count()
+			for _, c := range []*tls.Certificate{termTLS, opTLS} {
+				if status, _, raw := report(c, body(cp.Size, cp.Root)); status != http.StatusForbidden {
+					t.Fatalf("%s reported a verification: %d %s", c.Leaf.Subject.CommonName, status, raw)
+				}
+			}
+			if status, _, _ := report(nil, body(cp.Size, cp.Root)); status != http.StatusUnauthorized {
+				t.Fatalf("no certificate: %d", status)
+			}
+			if n := count(); n != before {
+				t.Fatalf("%d rows after refused reports, want %d", n, before)
+			}
+		})
+		t.Run("RootMismatch", func(t *testing.T) {
+			forged := bytes.Repeat([]byte{0xab}, 32)
+			status, rec, raw := report(audTLS, body(cp.Size, forged))
+			if status != http.StatusCreated || rec.RootMatches == nil || *rec.RootMatches {
+				t.Fatalf("%d %s", status, raw)
+			}
+			var msg string
+			if err := db.QueryRow(ctx, `SELECT message FROM alarms WHERE kind = 'security' AND subject = 'exchange_log' AND state = 'open'`).Scan(&msg); err != nil {
+				t.Fatalf("no security alarm after a root mismatch: %v", err)
+			}
+			if !strings.Contains(msg, "AUD-1") || !strings.Contains(msg, "not the center's tree") {
+				t.Fatalf("alarm message: %s", msg)
+			}
+			// A size beyond the center's log is no tree of the center's either.
+			status, rec, raw = report(audTLS, body(cp.Size+100, cp.Root))
+			if status != http.StatusCreated || rec.RootMatches == nil || *rec.RootMatches {
+				t.Fatalf("beyond the log: %d %s", status, raw)
+			}
+			var occ int
+			_ = db.QueryRow(ctx, `SELECT occurrences FROM alarms WHERE kind = 'security' AND subject = 'exchange_log' AND state = 'open'`).Scan(&occ)
+			if occ != 2 {
+				t.Fatalf("alarm occurrences %d, want 2", occ)
+			}
+		})
+		t.Run("ErrAppendOnly", func(t *testing.T) {
+			if _, err := db.Exec(ctx, `UPDATE audit_verifications SET root_matches = true`); err == nil || !strings.Contains(err.Error(), "append-only") {
+				t.Fatalf("update: %v", err)
+			}
+			if _, err := db.Exec(ctx, `DELETE FROM audit_verifications`); err == nil {
+				t.Fatal("delete allowed")
+			}
+		})
 	})
 	t.Run("NoPINInLogs", func(t *testing.T) {
 		if logs.Len() == 0 || bytes.Contains(logs.Bytes(), []byte("99887766")) {

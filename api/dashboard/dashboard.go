@@ -87,6 +87,7 @@ type PKI interface {
 type AuditLog interface {
 	Latest(ctx context.Context) (auditlog.Checkpoint, error)
 	Size(ctx context.Context) (uint64, error)
+	Verifications(ctx context.Context, limit int) ([]auditlog.Verification, error)
 }
 
 // Config is what a Dashboard needs; every field but Now is required.

@@ -43,6 +43,7 @@ type env struct {
 	users  *access.Service
 	dash   *dashboard.Dashboard
 	money  *ledger.Ledger
+	xlog   *auditlog.Log
 }
 
 const password = "correct horse battery"
@@ -143,7 +144,7 @@ func mustEnv(t *testing.T) *env {
 	hs.TLS = api.TLSConfig(tls.Certificate{Certificate: [][]byte{tlsCert.Raw}, PrivateKey: tlsKey, Leaf: tlsCert})
 	hs.StartTLS()
 	t.Cleanup(hs.Close)
-	e := &env{db: db, srv: hs, router: s.Handler(), vault: vault, shops: shops, users: users, dash: dash, money: money}
+	e := &env{db: db, srv: hs, router: s.Handler(), vault: vault, shops: shops, users: users, dash: dash, money: money, xlog: xlog}
 	e.mustNetwork(t, ops)
 	return e
 }

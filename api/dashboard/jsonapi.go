@@ -1,13 +1,17 @@
 package dashboard
 
 import (
+	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/evoucher/evoucher"
 	"github.com/evoucher/evoucher/access"
 	"github.com/evoucher/evoucher/codevault"
 	"github.com/evoucher/evoucher/ledger"
@@ -36,7 +40,7 @@ func (d *Dashboard) apiRoutes() []apiRoute {
 		{"GET", "/operators", "operators the user may see", access.SeeOperators, d.operatorsJSON},
 		{"GET", "/operators/{id}/products", "an operator's products", access.SeeOperators, d.productsJSON},
 		{"GET", "/charts/sales", "sales per day and product over the last ?days= (default 14)", access.SeeRetailers, d.salesJSON},
-		{"GET", "/audit", "the exchange log's size and latest signed checkpoint", access.SeeNetwork, d.auditJSON},
+		{"GET", "/audit", "the exchange log's size, latest signed checkpoint and the latest verifications auditors reported", access.SeeNetwork, d.auditJSON},
 	}
 	rs = append(rs, d.moneyAPIRoutes()...)
 	for _, j := range journals() {
@@ -161,17 +165,65 @@ func (d *Dashboard) salesJSON(w http.ResponseWriter, r *http.Request) {
 
 // AuditInfo is the answer of GET /api/v1/audit.
 type AuditInfo struct {
-	Size           uint64 `json:"size"`
-	CheckpointSize uint64 `json:"checkpoint_size"`
-	Checkpoint     string `json:"checkpoint,omitempty"`
+	Size           uint64             `json:"size"`
+	CheckpointSize uint64             `json:"checkpoint_size"`
+	Checkpoint     string             `json:"checkpoint,omitempty"`
+	Verifications  []VerificationInfo `json:"verifications"` // the latest auditors reported, newest first
+}
+
+// VerificationInfo is one verification of the log an auditor's tool reported to the center.
+type VerificationInfo struct {
+	Reporter       string    `json:"reporter"` // the certificate's entity
+	ReporterRole   string    `json:"reporter_role"`
+	ReportedAt     time.Time `json:"reported_at"`
+	Size           uint64    `json:"size"`
+	Root           string    `json:"root,omitempty"` // hex
+	EntriesChecked uint64    `json:"entries_checked"`
+	Outcome        string    `json:"outcome"` // ok or failed
+	Reason         string    `json:"reason,omitempty"`
+	DurationMS     int64     `json:"duration_ms"`
+	RootMatches    *bool     `json:"root_matches"` // the reported root is the center's tree at size; null: none reported
+}
+
+// RootState says, for the audit page, whether the reported root is the center's: "yes", "NO",
+// or "" when none was reported.
+func (v VerificationInfo) RootState() string {
+	switch {
+	case v.RootMatches == nil:
+		return ""
+	case *v.RootMatches:
+		return "yes"
+	}
+	return "NO"
+}
+
+// auditInfo reads the log's size, its latest checkpoint (none yet is not an error) and the
+// latest verifications.
+func (d *Dashboard) auditInfo(ctx context.Context) (AuditInfo, error) {
+	size, err := d.Log.Size(ctx)
+	if err != nil {
+		return AuditInfo{}, err
+	}
+	out := AuditInfo{Size: size, Verifications: []VerificationInfo{}}
+	if cp, err := d.Log.Latest(ctx); err == nil {
+		out.Checkpoint, out.CheckpointSize = string(cp.Note), cp.Size
+	} else if evoucher.KindOf(err) == evoucher.KindInternal {
+		return AuditInfo{}, err
+	}
+	vs, err := d.Log.Verifications(ctx, 10)
+	if err != nil {
+		return AuditInfo{}, err
+	}
+	for _, v := range vs {
+		out.Verifications = append(out.Verifications, VerificationInfo{Reporter: v.Reporter, ReporterRole: v.ReporterRole,
+			ReportedAt: v.ReportedAt, Size: v.Size, Root: hex.EncodeToString(v.Root), EntriesChecked: v.EntriesChecked,
+			Outcome: v.Outcome, Reason: v.Reason, DurationMS: v.Duration.Milliseconds(), RootMatches: v.RootMatches})
+	}
+	return out, nil
 }
 
 func (d *Dashboard) auditJSON(w http.ResponseWriter, r *http.Request) {
-	size, err := d.Log.Size(r.Context())
-	out := AuditInfo{Size: size}
-	if cp, cerr := d.Log.Latest(r.Context()); cerr == nil {
-		out.Checkpoint, out.CheckpointSize = string(cp.Note), cp.Size
-	}
+	out, err := d.auditInfo(r.Context())
 	d.answer(w, r, out, err)
 }
 

@@ -107,7 +107,7 @@ func matrix(alarmA, alarmB int64, st map[string]string) []row {
 	rows = append(rows, moneyRows(st)...)
 	// The machine routes (mTLS): a dashboard session never opens them.
 	for _, m := range [][2]string{{"GET", "/v1/whoami"}, {"GET", "/v1/alarms"}, {"POST", "/v1/alarms/{id}/acknowledge"}, {"POST", "/v1/alarms/{id}/resolve"},
-		{"GET", "/v1/log/checkpoint"}, {"GET", "/v1/log/entries"}, {"GET", "/v1/log/proof/inclusion"}, {"GET", "/v1/log/proof/consistency"},
+		{"GET", "/v1/log/checkpoint"}, {"GET", "/v1/log/entries"}, {"GET", "/v1/log/proof/inclusion"}, {"GET", "/v1/log/proof/consistency"}, {"POST", "/v1/log/verifications"},
 		{"GET", "/v1/terminal/shipments"}, {"POST", "/v1/terminal/authorize"}, {"GET", "/v1/quarantine"}} {
 		rows = append(rows, row{m[0], m[1], strings.ReplaceAll(m[1], "{id}", a), url.Values{}, nil})
 	}

@@ -119,18 +119,10 @@ func (d *Dashboard) moveAlarmForm(ack bool) http.HandlerFunc {
 }
 
 func (d *Dashboard) auditPage(w http.ResponseWriter, r *http.Request) {
-	size, err := d.Log.Size(r.Context())
+	info, err := d.auditInfo(r.Context())
 	if err != nil {
 		d.fail(w, r, false, err)
 		return
 	}
-	data := map[string]any{"Size": size}
-	if cp, err := d.Log.Latest(r.Context()); err == nil {
-		data["Checkpoint"] = string(cp.Note)
-		data["CheckpointSize"] = cp.Size
-	} else if evoucher.KindOf(err) == evoucher.KindInternal {
-		d.fail(w, r, false, err)
-		return
-	}
-	d.render(w, r, http.StatusOK, "audit", "Audit log", data)
+	d.render(w, r, http.StatusOK, "audit", "Audit log", info)
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,6 +129,33 @@ func decodeHashes(in []string) ([][]byte, error) {
 	return out, nil
 }
 
+// verificationReport is what a run found, as reported to the center: the checkpoint verified
+// and the entries checked, or the error that stopped it.
+func verificationReport(st auditlog.AuditState, sum auditlog.Summary, err error, took time.Duration) api.VerificationReport {
+	r := api.VerificationReport{Size: sum.To, From: min(sum.From, sum.To), Outcome: auditlog.VerificationOK, DurationMS: took.Milliseconds()}
+	if err != nil {
+		r.Outcome, r.Reason = auditlog.VerificationFailed, err.Error()
+		return r
+	}
+	r.Size, r.Root, r.Checkpoint, r.EntriesChecked = st.Size, hex.EncodeToString(st.Root), string(st.Note), sum.To-sum.From
+	return r
+}
+
+// report tells the center the outcome of a verification (POST /v1/log/verifications); the
+// center takes the reporter from the client certificate.
+func (s *httpSource) report(ctx context.Context, r api.VerificationReport) error {
+	body, _ := json.Marshal(r)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.server+"/v1/log/verifications", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var rec api.VerificationRecord
+	return decodeAnswer(resp, http.StatusCreated, &rec)
+}
+
 // dirSource reads an export: checkpoint.note, crl.der and entries.jsonl.
 type dirSource struct{ dir string }
 
@@ -169,6 +198,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 	var vf auditFlags
 	var stateDir string
 	var sources []string
+	var noReport bool
 	verify := &cobra.Command{
 		Use:   "verify",
 		Short: "verify the exchange log from the outside: checkpoint signature, consistency, every entry and every signature",
@@ -206,19 +236,30 @@ prints a summary per message type and party, and exits non-zero naming the first
 					}
 				}
 			}
+			started := time.Now()
 			st, sum, err := auditlog.Audit(cmd.Context(), src, vkey, ca, prev)
-			if err != nil {
-				return fmt.Errorf("the log does NOT verify: %w", err)
-			}
 			var others [][]byte
 			for _, s := range sources {
-				n, err := readCheckpointSource(cmd.Context(), s)
 				if err != nil {
-					return fmt.Errorf("checkpoint source %s: %w", s, err)
+					break
+				}
+				var n []byte
+				if n, err = readCheckpointSource(cmd.Context(), s); err != nil {
+					err = fmt.Errorf("checkpoint source %s: %w", s, err)
 				}
 				others = append(others, n)
 			}
-			if err := auditlog.CrossCheck(cmd.Context(), src, vkey, st, others); err != nil {
+			if err == nil {
+				err = auditlog.CrossCheck(cmd.Context(), src, vkey, st, others)
+			}
+			if hs, ok := src.(*httpSource); ok && !noReport {
+				// The center records who verified what; a report that does not arrive does not
+				// change what this run found.
+				if rerr := hs.report(cmd.Context(), verificationReport(st, sum, err, time.Since(started))); rerr != nil {
+					cmd.PrintErrf("warning: the verification was not reported to the center: %v\n", rerr)
+				}
+			}
+			if err != nil {
 				return fmt.Errorf("the log does NOT verify: %w", err)
 			}
 			if len(others) > 0 {
@@ -236,6 +277,7 @@ prints a summary per message type and party, and exits non-zero naming the first
 		},
 	}
 	vf.add(verify, true)
+	verify.Flags().BoolVar(&noReport, "no-report", false, "do not report the outcome to the center (a run against --server reports it; --from never does)")
 	verify.Flags().StringVar(&stateDir, "state", "audit-state", "where the last verified checkpoint is kept")
 	verify.Flags().StringSliceVar(&sources, "checkpoint-source", nil, "another place holding a checkpoint of this log (a witness URL or a file); repeatable; any disagreement is a split view")
 

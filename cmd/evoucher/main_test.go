@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,8 +22,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/evoucher/evoucher/api"
 	"github.com/evoucher/evoucher/internal/testdb"
 	"github.com/evoucher/evoucher/migrations"
+	"github.com/evoucher/evoucher/pki"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
@@ -144,6 +151,9 @@ func TestInitTwice(t *testing.T) {
 			cancel()
 			t.Fatalf("server not ready: %v", <-done)
 		}
+		t.Run("AuditVerifyReports", func(t *testing.T) {
+			auditVerifyReports(t, dir, "https://"+addr, hc, db)
+		})
 		cancel() // what SIGTERM does through signal.NotifyContext
 		select {
 		case err := <-done:
@@ -186,5 +196,80 @@ func TestConfigPrecedence(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Fatalf("settings %q lack %q", got, want)
 		}
+	}
+}
+
+// auditVerifyReports enrols an auditor with a PEM key, runs audit verify against the server and
+// checks the center recorded the run under the certificate's identity; --no-report records
+// nothing.
+func auditVerifyReports(t *testing.T, dir, server string, hc *http.Client, db *pgxpool.Pool) {
+	ctx := context.Background()
+	out, err := run(t, "pki", "issue-code", "--dir", dir, "--role", "auditor", "--entity", "AUD-1")
+	if err != nil {
+		t.Fatalf("issue-code: %v %s", err, out)
+	}
+	f := strings.Fields(out)
+	code := f[len(f)-1]
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR(key, "AUD-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.EnrolRequest{Code: code, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})), Role: "auditor"})
+	resp, err := hc.Post(server+"/v1/enrol", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var er api.EnrolResponse
+	if err := decodeAnswer(resp, http.StatusCreated, &er); err != nil {
+		t.Fatalf("enrol: %v", err)
+	}
+	resp.Body.Close()
+	work := t.TempDir()
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(work, "auditor.pem"), filepath.Join(work, "auditor-key.pem")
+	if err := os.WriteFile(certFile, []byte(er.Certificate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		t.Helper()
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM audit_verifications`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	args := []string{"audit", "verify", "--dir", dir, "--server", server, "--log-key", filepath.Join(dir, "log.vkey"),
+		"--cert", certFile, "--key-pem", keyFile, "--state", filepath.Join(work, "state")}
+	// The server signs its first checkpoint as it starts; wait for it.
+	for i := 0; ; i++ {
+		out, err = run(t, append(args, "--no-report")...)
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || !strings.Contains(out, "the log verifies") {
+		t.Fatalf("audit verify --no-report: %v %s", err, out)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("--no-report recorded %d verifications", n)
+	}
+	if out, err = run(t, args...); err != nil || strings.Contains(out, "warning") {
+		t.Fatalf("audit verify: %v %s", err, out)
+	}
+	var who, role, serial, outcome string
+	var matches bool
+	if err := db.QueryRow(ctx, `SELECT reporter, reporter_role, reporter_serial, outcome, root_matches FROM audit_verifications`).
+		Scan(&who, &role, &serial, &outcome, &matches); err != nil {
+		t.Fatalf("no verification recorded: %v", err)
+	}
+	if who != "AUD-1" || role != "auditor" || serial != er.Serial || outcome != "ok" || !matches {
+		t.Fatalf("recorded %s %s %s %s %v", who, role, serial, outcome, matches)
 	}
 }
