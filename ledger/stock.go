@@ -87,11 +87,16 @@ func (l *Ledger) ChargeSales(ctx context.Context, tx pgx.Tx, codeIDs []int64) er
 	if len(codeIDs) == 0 {
 		return nil
 	}
-	rows, err := tx.Query(ctx, `SELECT st.shipment_id, st.retailer_id, s.operator_id, s.product, st.currency, st.face_value,
-		st.commission, st.margin, count(*) FROM codes c JOIN shipment_terms st ON st.shipment_id = c.shipment_id
-		JOIN shipments s ON s.id = st.shipment_id
-		WHERE c.id = ANY($1) AND st.settlement = 'on_sale'
-		GROUP BY st.shipment_id, st.retailer_id, s.operator_id, s.product, st.currency, st.face_value, st.commission, st.margin
+	// The sold codes are counted per shipment first, through the primary key (materialised, so
+	// the plan cannot turn around): joined as "c.id = ANY($1)", the generic plan a pooled
+	// connection switches to after five runs walked codes_shipment testing every shipped code
+	// against the whole array (20 ms for a 900-sale report with 10,000 codes shipped, and
+	// growing with the codes shipped).
+	rows, err := tx.Query(ctx, `WITH sold AS MATERIALIZED (
+			SELECT shipment_id, count(*) AS n FROM codes WHERE id = ANY($1) GROUP BY shipment_id)
+		SELECT st.shipment_id, st.retailer_id, s.operator_id, s.product, st.currency, st.face_value, st.commission, st.margin, sold.n
+		FROM sold JOIN shipment_terms st ON st.shipment_id = sold.shipment_id JOIN shipments s ON s.id = st.shipment_id
+		WHERE st.settlement = 'on_sale'
 		ORDER BY st.shipment_id`, codeIDs)
 	if err != nil {
 		return err
