@@ -42,11 +42,15 @@ const (
 // Alarm is something a manager should look at. There is at most one unresolved alarm per kind
 // and subject; a repeat counts one more occurrence of it.
 type Alarm struct {
-	ID                            int64
-	Kind, Subject, Message, State string
-	Occurrences                   int
-	FirstAt, LastAt               time.Time
-	ResolvedAt                    *time.Time
+	ID          int64      `json:"id"`
+	Kind        string     `json:"kind"`
+	Subject     string     `json:"subject"`
+	Message     string     `json:"message"`
+	State       string     `json:"state"`
+	Occurrences int        `json:"occurrences"`
+	FirstAt     time.Time  `json:"first_at"`
+	LastAt      time.Time  `json:"last_at"`
+	ResolvedAt  *time.Time `json:"resolved_at"`
 }
 
 // AlarmFilter selects alarms: State is open, acknowledged, resolved, or "" or "all" for any;

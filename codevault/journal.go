@@ -40,17 +40,17 @@ func timeArg(t time.Time) *time.Time {
 // BatchEntry is one batch an operator sent: every part stored was verified (signature,
 // certificate, control totals) before it was; a part that failed is in the refusals journal.
 type BatchEntry struct {
-	ID            int64
-	Operator      string
-	Ref           string
-	Product       string
-	Parts         int   // announced
-	PartsReceived int   // verified and stored
-	LotCount      int64 // codes announced for the whole lot
-	Codes         int64 // codes stored so far
-	LotFaceValue  int64 // minor units
-	CreatedAt     time.Time
-	LastPartAt    *time.Time
+	ID            int64      `json:"id"`
+	Operator      string     `json:"operator"`
+	Ref           string     `json:"ref"`
+	Product       string     `json:"product"`
+	Parts         int        `json:"parts"`          // announced
+	PartsReceived int        `json:"parts_received"` // verified and stored
+	LotCount      int64      `json:"lot_count"`      // codes announced for the whole lot
+	Codes         int64      `json:"codes"`          // codes stored so far
+	LotFaceValue  int64      `json:"lot_face_value"` // minor units
+	CreatedAt     time.Time  `json:"created_at"`
+	LastPartAt    *time.Time `json:"last_part_at"`
 }
 
 // Batches returns the batches f selects (Operator, Product, From/To on the first part's
@@ -74,16 +74,16 @@ func (v *Vault) Batches(ctx context.Context, f JournalFilter) ([]BatchEntry, err
 // ShipmentEntry is one shipment to a terminal: sent, confirmed (acknowledged by the
 // terminal) or completed (every code sold or returned).
 type ShipmentEntry struct {
-	ID          string
-	Terminal    string
-	Retailer    string
-	Operator    string
-	Product     string
-	Codes       int
-	State       string
-	CreatedAt   time.Time
-	ConfirmedAt *time.Time
-	CompletedAt *time.Time
+	ID          string     `json:"id"`
+	Terminal    string     `json:"terminal"`
+	Retailer    string     `json:"retailer"`
+	Operator    string     `json:"operator"`
+	Product     string     `json:"product"`
+	Codes       int        `json:"codes"`
+	State       string     `json:"state"`
+	CreatedAt   time.Time  `json:"created_at"`
+	ConfirmedAt *time.Time `json:"confirmed_at"`
+	CompletedAt *time.Time `json:"completed_at"`
 }
 
 // Shipments returns the shipments f selects (every field; From/To on when it was sent),
@@ -106,18 +106,18 @@ func (v *Vault) Shipments(ctx context.Context, f JournalFilter) ([]ShipmentEntry
 // SaleEntry is one code sold. It names the code by serial only: the PIN never leaves the
 // vault in clear.
 type SaleEntry struct {
-	SoldAt    time.Time
-	Terminal  string
-	Retailer  string
-	Vendor    string
-	Operator  string
-	Product   string
-	Serial    string
-	Ticket    string
-	FaceValue int64 // minor units
-	Currency  string
-	Reprints  int
-	Online    bool // authorised online rather than reported
+	SoldAt    time.Time `json:"sold_at"`
+	Terminal  string    `json:"terminal"`
+	Retailer  string    `json:"retailer"`
+	Vendor    string    `json:"vendor"`
+	Operator  string    `json:"operator"`
+	Product   string    `json:"product"`
+	Serial    string    `json:"serial"`
+	Ticket    string    `json:"ticket"`
+	FaceValue int64     `json:"face_value"` // minor units
+	Currency  string    `json:"currency"`
+	Reprints  int       `json:"reprints"`
+	Online    bool      `json:"online"` // authorised online rather than reported
 }
 
 // Sales returns the sales f selects (State does not apply; From/To on the time of sale),
@@ -140,13 +140,13 @@ func (v *Vault) Sales(ctx context.Context, f JournalFilter) ([]SaleEntry, error)
 
 // OrderEntry is one purchase order the vault raised to an operator.
 type OrderEntry struct {
-	ID          string
-	Operator    string
-	Product     string
-	Quantity    int
-	State       string
-	CreatedAt   time.Time
-	FulfilledAt *time.Time
+	ID          string     `json:"id"`
+	Operator    string     `json:"operator"`
+	Product     string     `json:"product"`
+	Quantity    int        `json:"quantity"`
+	State       string     `json:"state"`
+	CreatedAt   time.Time  `json:"created_at"`
+	FulfilledAt *time.Time `json:"fulfilled_at"`
 }
 
 // PurchaseOrders returns the purchase orders f selects (Operator, Product, State, From/To on
@@ -167,15 +167,15 @@ func (v *Vault) PurchaseOrders(ctx context.Context, f JournalFilter) ([]OrderEnt
 // RefusalEntry is one refused message: who sent it, what it claimed to be and why it was
 // refused. The document itself is never kept.
 type RefusalEntry struct {
-	ID         int64
-	ReceivedAt time.Time
-	Peer       string
-	Type       string
-	MessageID  string
-	Sender     string
-	Reason     string
-	Detail     string
-	Size       int
+	ID         int64     `json:"id"`
+	ReceivedAt time.Time `json:"received_at"`
+	Peer       string    `json:"peer"`
+	Type       string    `json:"type"`
+	MessageID  string    `json:"message_id"`
+	Sender     string    `json:"sender"`
+	Reason     string    `json:"reason"`
+	Detail     string    `json:"detail"`
+	Size       int       `json:"size"`
 }
 
 // Refusals returns the refused messages f selects (State filters on the reason; From/To on

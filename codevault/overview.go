@@ -17,13 +17,14 @@ type Scope struct{ Retailer, Operator string }
 // ProductStock is the stock of one product: in the vault, at terminals (shipped or delivered,
 // not sold), and how long it lasts at the sales rate of the last 7 days.
 type ProductStock struct {
-	Operator, Product string
-	Vault             int64 // zero in a retailer's scope: the vault is not its business
-	Terminals         int64
-	SoldToday         int64 // since midnight UTC
-	Sold7Days         int64
+	Operator  string `json:"operator"`
+	Product   string `json:"product"`
+	Vault     int64  `json:"vault"` // zero in a retailer's scope: the vault is not its business
+	Terminals int64  `json:"terminals"`
+	SoldToday int64  `json:"sold_today"` // since midnight UTC
+	Sold7Days int64  `json:"sold_7_days"`
 	// DaysOfCover is (Vault + Terminals) / (Sold7Days / 7); negative when nothing sold.
-	DaysOfCover float64
+	DaysOfCover float64 `json:"days_of_cover"`
 }
 
 // StockOverview returns the stock of every product in scope, by operator and product.
@@ -62,11 +63,15 @@ func cover(stock, sold7 int64) float64 {
 
 // TerminalStock is one terminal's band and last reported stock of one product.
 type TerminalStock struct {
-	Terminal, Retailer, Operator, Product string
-	Min, Max                              int
-	Reported                              *int // nil before the terminal's first report
-	Sold7Days                             int64
-	DaysOfCover                           float64 // negative when nothing sold or nothing reported
+	Terminal    string  `json:"terminal"`
+	Retailer    string  `json:"retailer"`
+	Operator    string  `json:"operator"`
+	Product     string  `json:"product"`
+	Min         int     `json:"min"`
+	Max         int     `json:"max"`
+	Reported    *int    `json:"reported"` // nil before the terminal's first report
+	Sold7Days   int64   `json:"sold_7_days"`
+	DaysOfCover float64 `json:"days_of_cover"` // negative when nothing sold or nothing reported
 }
 
 // TerminalStocks returns the levels and reported stock of every terminal in scope, by
@@ -96,9 +101,10 @@ func (v *Vault) TerminalStocks(ctx context.Context, s Scope) ([]TerminalStock, e
 
 // DaySales is the number of codes of one product sold on one day (UTC).
 type DaySales struct {
-	Day               time.Time
-	Operator, Product string
-	Sold              int64
+	Day      time.Time `json:"day"`
+	Operator string    `json:"operator"`
+	Product  string    `json:"product"`
+	Sold     int64     `json:"sold"`
 }
 
 // SalesPerDay returns the sales in scope per day and product over the last days days, today

@@ -68,11 +68,14 @@ type Reconciliation struct {
 	Currency string `json:"currency"`
 	Account  string `json:"account"`
 	// From the statement:
-	Opening, Net, Closing int64
+	Opening int64 `json:"opening"`
+	Net     int64 `json:"net"`
+	Closing int64 `json:"closing"`
 	// From the ledger: the account's entries before the period and within it.
-	LedgerOpening, LedgerNet int64
+	LedgerOpening int64 `json:"ledger_opening"`
+	LedgerNet     int64 `json:"ledger_net"`
 	// LinesNet is the sum of the statement's lines in the currency.
-	LinesNet int64
+	LinesNet int64 `json:"lines_net"`
 }
 
 // OK reports whether statement and ledger agree exactly.

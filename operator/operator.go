@@ -19,23 +19,23 @@ import (
 
 // Operator is a telecom or transit company that supplies codes.
 type Operator struct {
-	ID   string
-	Name string
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // Product is one kind of code an operator supplies.
 type Product struct {
-	Operator       string
-	Code           string
-	Name           string
-	FaceValue      int64 // minor units
-	Currency       string
-	RefillTemplate string // how the customer uses the PIN, e.g. "Dial *123*{PIN}#"
-	SerialPattern  string // regular expression a serial must match in full
-	PINPattern     string // regular expression a PIN must match in full
+	Operator       string `json:"operator"`
+	Code           string `json:"code"`
+	Name           string `json:"name"`
+	FaceValue      int64  `json:"face_value"` // minor units
+	Currency       string `json:"currency"`
+	RefillTemplate string `json:"refill_template"` // how the customer uses the PIN, e.g. "Dial *123*{PIN}#"
+	SerialPattern  string `json:"serial_pattern"`  // regular expression a serial must match in full
+	PINPattern     string `json:"pin_pattern"`     // regular expression a PIN must match in full
 	// The vault orders ReorderQuantity codes when its stock falls below ReorderLevel.
-	ReorderLevel    int
-	ReorderQuantity int
+	ReorderLevel    int `json:"reorder_level"`
+	ReorderQuantity int `json:"reorder_quantity"`
 }
 
 // Registry stores operators and products.

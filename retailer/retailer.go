@@ -22,19 +22,19 @@ const (
 
 // Retailer is a shop or chain that sells codes through its terminals.
 type Retailer struct {
-	ID   string
-	Name string
+	ID   string `json:"id"`
+	Name string `json:"name"`
 }
 
 // Terminal is a retailer's POS terminal.
 type Terminal struct {
-	ID       string
-	Retailer string
-	Name     string
-	Status   string // StatusActive or StatusRevoked
+	ID       string `json:"id"`
+	Retailer string `json:"retailer"`
+	Name     string `json:"name"`
+	Status   string `json:"status"` // StatusActive or StatusRevoked
 	// OnlineMode means each sale is authorised by the center before the ticket is printed.
-	OnlineMode bool
-	LastSeenAt *time.Time // nil until the terminal first talks to the center
+	OnlineMode bool       `json:"online_mode"`
+	LastSeenAt *time.Time `json:"last_seen_at"` // nil until the terminal first talks to the center
 }
 
 // Vendor is a salesman's vendor card, without which a terminal sells nothing.

@@ -360,13 +360,13 @@ sed -n '/id="live-alarms"/,/<\/table>/p' <<<"$page" | grep -o '<tr id="alarm-[^"
 json=$(curl_ui "$url/api/v1/overview")
 if command -v jq >/dev/null; then
   echo "GET /api/v1/overview:"
-  jq -r '(.stock[] | "  stock \(.Operator)/\(.Product): vault \(.Vault), terminals \(.Terminals), sold today \(.SoldToday)"),
+  jq -r '(.stock[] | "  stock \(.operator)/\(.product): vault \(.vault), terminals \(.terminals), sold today \(.sold_today)"),
     (.sales_today[] | "  sales today: \(.codes) codes, face value \(.face_value / 100) \(.currency) (minor units: \(.face_value))"),
-    (.alarms[] | "  open alarm \(.ID): \(.Kind) \(.Subject) — \(.Message)")' <<<"$json"
+    (.alarms[] | "  open alarm \(.id): \(.kind) \(.subject) — \(.message)")' <<<"$json"
 else
   echo "GET /api/v1/overview: $json" | cut -c 1-600
 fi
-grep -q '"State":"open"' <<<"$json" || fail "the overview JSON lists no open alarm"
+grep -q '"state":"open"' <<<"$json" || fail "the overview JSON lists no open alarm"
 money=$(curl_ui "$url/ui/money")
 grep -q 'retailer:R-CORNER' <<<"$money" || fail "the money page does not show Corner Shop"
 echo "GET /ui/money, Corner Shop's row:$(grep -A1 'id="bal-retailer:R-CORNER"' <<<"$money" | tr -d '\n' | sed 's/<[^>]*>/ /g; s/  */ /g')"

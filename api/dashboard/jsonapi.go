@@ -284,8 +284,9 @@ func (d *Dashboard) openAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"openapi": "3.0.3",
-		"info":    map[string]string{"title": "evoucher dashboard API", "version": "1"},
-		"paths":   paths,
+		"info": map[string]string{"title": "evoucher dashboard API", "version": "1",
+			"description": "Every JSON field name is snake_case and stable: it does not follow the Go names behind it."},
+		"paths": paths,
 		"components": map[string]any{"securitySchemes": map[string]any{
 			"session": map[string]string{"type": "apiKey", "in": "cookie", "name": sessionCookie},
 		}},

@@ -220,7 +220,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	body, _ = e.get(t, clients["rm-a"], "/api/v1/shipments?retailer=R-B")
 	_ = json.Unmarshal([]byte(body), &ships)
 	for _, s := range ships {
-		if s["Retailer"] != "R-A" {
+		if s["retailer"] != "R-A" {
 			t.Errorf("retailer manager of R-A sees shipment %v", s)
 		}
 	}

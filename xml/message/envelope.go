@@ -9,12 +9,12 @@ import (
 
 // Envelope is what every exchange document carries on its root element.
 type Envelope struct {
-	Type      string // the root element's name: CodeBatch, BatchReceipt, …
-	ID        string
-	MessageID string
-	Sender    string
-	Recipient string
-	Created   time.Time
+	Type      string    `json:"type"` // the root element's name: CodeBatch, BatchReceipt, …
+	ID        string    `json:"id"`
+	MessageID string    `json:"message_id"`
+	Sender    string    `json:"sender"`
+	Recipient string    `json:"recipient"`
+	Created   time.Time `json:"created"`
 }
 
 // Center is the party id of the central platform in Sender and Recipient.

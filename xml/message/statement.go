@@ -31,39 +31,46 @@ const (
 // Statement is the settlement of one party's account for a period.
 type Statement struct {
 	Envelope
-	StatementID string
-	PartyKind   string // PartyRetailer or PartyOperator
-	Party       string
-	From, To    time.Time
-	Lines       []StatementLine
-	Totals      []StatementTotal // one per currency, in currency order
+	StatementID string           `json:"statement_id"`
+	PartyKind   string           `json:"party_kind"` // PartyRetailer or PartyOperator
+	Party       string           `json:"party"`
+	From        time.Time        `json:"from"`
+	To          time.Time        `json:"to"`
+	Lines       []StatementLine  `json:"lines"`
+	Totals      []StatementTotal `json:"totals"` // one per currency, in currency order
 }
 
 // StatementLine is one movement of a statement: stock taken, sold or returned (grouped per
 // kind, operator or retailer, and product) or one top-up.
 type StatementLine struct {
-	Kind      string // shipment, sale, return, topup
-	Operator  string
-	Retailer  string
-	Product   string
-	Method    string // top-ups: bank or cash
-	Reference string // top-ups: the payment's reference
-	Currency  string
-	Codes     int64 // negative for a return
-	FaceValue int64
+	Kind      string `json:"kind"` // shipment, sale, return, topup
+	Operator  string `json:"operator"`
+	Retailer  string `json:"retailer"`
+	Product   string `json:"product"`
+	Method    string `json:"method"`    // top-ups: bank or cash
+	Reference string `json:"reference"` // top-ups: the payment's reference
+	Currency  string `json:"currency"`
+	Codes     int64  `json:"codes"` // negative for a return
+	FaceValue int64  `json:"face_value"`
 	// Commission is the retailer's, Margin the platform's; Net moves the party's account
 	// (credit-positive: a retailer's charge is negative, an operator's due positive).
-	Commission, Margin, Net int64
+	Commission int64 `json:"commission"`
+	Margin     int64 `json:"margin"`
+	Net        int64 `json:"net"`
 }
 
 // StatementTotal sums a statement's lines in one currency, between the account's balances at
 // the start and the end of the period.
 type StatementTotal struct {
-	Currency                              string
-	Opening, Closing                      int64
-	Codes                                 int64
-	FaceValue, Commission, Margin, TopUps int64
-	Net                                   int64
+	Currency   string `json:"currency"`
+	Opening    int64  `json:"opening"`
+	Closing    int64  `json:"closing"`
+	Codes      int64  `json:"codes"`
+	FaceValue  int64  `json:"face_value"`
+	Commission int64  `json:"commission"`
+	Margin     int64  `json:"margin"`
+	TopUps     int64  `json:"top_ups"`
+	Net        int64  `json:"net"`
 }
 
 // maxStatementLines bounds one statement.
