@@ -68,18 +68,35 @@ func (d *Dashboard) visibleParty(ctx context.Context, p access.Principal, role p
 	return rt, nil
 }
 
+// keep returns the items sees admits; never nil, so that a JSON list is [] rather than null.
+func keep[T any](all []T, sees func(T) bool) []T {
+	out := []T{}
+	for _, x := range all {
+		if sees(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// visibleRetailers lists the retailers p may see.
+func (d *Dashboard) visibleRetailers(ctx context.Context, p access.Principal) ([]retailer.Retailer, error) {
+	all, err := d.Shops.Retailers(ctx)
+	return keep(all, func(rt retailer.Retailer) bool { return p.SeesRetailer(rt.ID) }), err
+}
+
+// visibleOperators lists the operators p may see.
+func (d *Dashboard) visibleOperators(ctx context.Context, p access.Principal) ([]operator.Operator, error) {
+	all, err := d.Operators.Operators(ctx)
+	return keep(all, func(o operator.Operator) bool { return p.SeesOperator(o.ID) }), err
+}
+
 func (d *Dashboard) retailersPage(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	all, err := d.Shops.Retailers(r.Context())
+	rs, err := d.visibleRetailers(r.Context(), p)
 	if err != nil {
 		d.fail(w, r, false, err)
 		return
-	}
-	var rs []retailer.Retailer
-	for _, rt := range all {
-		if p.SeesRetailer(rt.ID) {
-			rs = append(rs, rt)
-		}
 	}
 	d.render(w, r, http.StatusOK, "retailers", "Retailers", map[string]any{"Retailers": rs, "CanCreate": p.Can(access.ManageRetailers)})
 }
@@ -254,16 +271,10 @@ func (d *Dashboard) revoke(role pki.Role) http.HandlerFunc {
 
 func (d *Dashboard) operatorsPage(w http.ResponseWriter, r *http.Request) {
 	p := principal(r)
-	all, err := d.Operators.Operators(r.Context())
+	os, err := d.visibleOperators(r.Context(), p)
 	if err != nil {
 		d.fail(w, r, false, err)
 		return
-	}
-	var os []operator.Operator
-	for _, o := range all {
-		if p.SeesOperator(o.ID) {
-			os = append(os, o)
-		}
 	}
 	d.render(w, r, http.StatusOK, "operators", "Operators", map[string]any{"Operators": os, "CanCreate": p.Can(access.ManageOperators)})
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/evoucher/evoucher/access"
 	"github.com/evoucher/evoucher/codevault"
 	"github.com/evoucher/evoucher/ledger"
-	"github.com/evoucher/evoucher/operator"
 	"github.com/evoucher/evoucher/retailer"
 )
 
@@ -111,13 +110,7 @@ func (d *Dashboard) moveAlarmJSON(ack bool) http.HandlerFunc {
 }
 
 func (d *Dashboard) retailersJSON(w http.ResponseWriter, r *http.Request) {
-	all, err := d.Shops.Retailers(r.Context())
-	rs := []retailer.Retailer{}
-	for _, rt := range all {
-		if principal(r).SeesRetailer(rt.ID) {
-			rs = append(rs, rt)
-		}
-	}
+	rs, err := d.visibleRetailers(r.Context(), principal(r))
 	d.answer(w, r, rs, err)
 }
 
@@ -131,13 +124,7 @@ func (d *Dashboard) terminalsJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) operatorsJSON(w http.ResponseWriter, r *http.Request) {
-	all, err := d.Operators.Operators(r.Context())
-	os := []operator.Operator{}
-	for _, o := range all {
-		if principal(r).SeesOperator(o.ID) {
-			os = append(os, o)
-		}
-	}
+	os, err := d.visibleOperators(r.Context(), principal(r))
 	d.answer(w, r, os, err)
 }
 

@@ -398,22 +398,29 @@ func (d *Dashboard) statementView(r *http.Request, s ledger.Statement) (Statemen
 	return StatementView{Statement: s, Content: s.Content, Reconciliation: rec, Reconciles: ok}, err
 }
 
-func (d *Dashboard) statementJSON(w http.ResponseWriter, r *http.Request) {
+// viewStatement serves a statement as a ?format= download (done) or returns its view.
+func (d *Dashboard) viewStatement(w http.ResponseWriter, r *http.Request) (v StatementView, done bool, err error) {
 	s, err := d.statement(r)
-	if err == nil {
-		var done bool
-		if done, err = download(w, s, r.URL.Query().Get("format")); done {
-			if err != nil {
-				d.Logger.ErrorContext(r.Context(), "statement download failed", "statement", s.ID, "err", err)
-			}
-			return
+	if err != nil {
+		return v, false, err
+	}
+	if done, err = download(w, s, r.URL.Query().Get("format")); done {
+		if err != nil {
+			d.Logger.ErrorContext(r.Context(), "statement download failed", "statement", s.ID, "err", err)
 		}
+		return v, true, nil
 	}
-	var v StatementView
-	if err == nil {
-		v, err = d.statementView(r, s)
+	if err != nil {
+		return v, false, err
 	}
-	d.answer(w, r, v, err)
+	v, err = d.statementView(r, s)
+	return v, false, err
+}
+
+func (d *Dashboard) statementJSON(w http.ResponseWriter, r *http.Request) {
+	if v, done, err := d.viewStatement(w, r); !done {
+		d.answer(w, r, v, err)
+	}
 }
 
 func (d *Dashboard) clearingJSON(w http.ResponseWriter, r *http.Request) {
@@ -573,25 +580,14 @@ func (d *Dashboard) statementForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Dashboard) statementPage(w http.ResponseWriter, r *http.Request) {
-	s, err := d.statement(r)
-	if err == nil {
-		var done bool
-		if done, err = download(w, s, r.URL.Query().Get("format")); done {
-			if err != nil {
-				d.Logger.ErrorContext(r.Context(), "statement download failed", "statement", s.ID, "err", err)
-			}
-			return
-		}
-	}
-	var v StatementView
-	if err == nil {
-		v, err = d.statementView(r, s)
-	}
-	if err != nil {
+	v, done, err := d.viewStatement(w, r)
+	switch {
+	case done:
+	case err != nil:
 		d.fail(w, r, false, err)
-		return
+	default:
+		d.render(w, r, http.StatusOK, "statement", "Statement "+v.Statement.ID, v)
 	}
-	d.render(w, r, http.StatusOK, "statement", "Statement "+s.ID, v)
 }
 
 func (d *Dashboard) clearingPage(w http.ResponseWriter, r *http.Request) {

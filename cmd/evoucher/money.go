@@ -96,59 +96,55 @@ func parseBPS(s string) (int, error) {
 	return n, nil
 }
 
-func newMoneyCommissionSetCmd(g *globals) *cobra.Command {
+// setBPSCmd makes cmd set a rate given in basis points with --bps: set stores it, and what it
+// prints says what now holds.
+func setBPSCmd(g *globals, cmd *cobra.Command, flagUsage string, set func(ctx context.Context, l *ledger.Ledger, args []string, bps int) (string, error)) *cobra.Command {
 	var bps string
-	cmd := &cobra.Command{
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		n, err := parseBPS(bps)
+		if err != nil {
+			return err
+		}
+		return withLedger(cmd.Context(), g, func(l *ledger.Ledger) error {
+			said, err := set(cmd.Context(), l, args, n)
+			if err != nil {
+				return err
+			}
+			cmd.Println(said)
+			return nil
+		})
+	}
+	cmd.Flags().StringVar(&bps, "bps", "", flagUsage)
+	_ = cmd.MarkFlagRequired("bps")
+	return cmd
+}
+
+// percent writes basis points as a percentage: 250 → 2.50%.
+func percent(bps int) string { return fmt.Sprintf("%d.%02d%%", bps/100, bps%100) }
+
+func newMoneyCommissionSetCmd(g *globals) *cobra.Command {
+	return setBPSCmd(g, &cobra.Command{
 		Use:   "set RETAILER OPERATOR PRODUCT",
 		Short: "set a retailer's commission on a product, in basis points of the face value ('*' for every operator or product)",
 		Example: `  evoucher money commission set R-CORNER OP-ACME ACME-10 --bps 500
   evoucher money commission set R-CORNER '*' '*' --bps 300`,
 		Args: cobra.ExactArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := parseBPS(bps)
-			if err != nil {
-				return err
-			}
-			return withLedger(cmd.Context(), g, func(l *ledger.Ledger) error {
-				if err := l.SetCommission(cmd.Context(), args[0], args[1], args[2], n); err != nil {
-					return err
-				}
-				cmd.Printf("retailer %s earns %d.%02d%% on %s of %s\n", args[0], n/100, n%100, args[2], args[1])
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&bps, "bps", "", "commission in basis points (500 = 5%)")
-	_ = cmd.MarkFlagRequired("bps")
-	return cmd
+	}, "commission in basis points (500 = 5%)", func(ctx context.Context, l *ledger.Ledger, args []string, n int) (string, error) {
+		return fmt.Sprintf("retailer %s earns %s on %s of %s", args[0], percent(n), args[2], args[1]), l.SetCommission(ctx, args[0], args[1], args[2], n)
+	})
 }
 
 func newMoneyMarginSetCmd(g *globals) *cobra.Command {
-	var bps string
-	cmd := &cobra.Command{
+	return setBPSCmd(g, &cobra.Command{
 		Use:   "set OPERATOR PRODUCT",
 		Short: "set the platform's margin on an operator's product, in basis points ('*' for every product)",
 		Long: `set sets the platform's margin: the operator is owed the face value less the margin; the
 platform keeps the margin less the retailer's commission.`,
 		Example: `  evoucher money margin set OP-ACME '*' --bps 800`,
 		Args:    cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := parseBPS(bps)
-			if err != nil {
-				return err
-			}
-			return withLedger(cmd.Context(), g, func(l *ledger.Ledger) error {
-				if err := l.SetMargin(cmd.Context(), args[0], args[1], n); err != nil {
-					return err
-				}
-				cmd.Printf("the platform's margin on %s of %s is %d.%02d%%\n", args[1], args[0], n/100, n%100)
-				return nil
-			})
-		},
-	}
-	cmd.Flags().StringVar(&bps, "bps", "", "margin in basis points (800 = 8%)")
-	_ = cmd.MarkFlagRequired("bps")
-	return cmd
+	}, "margin in basis points (800 = 8%)", func(ctx context.Context, l *ledger.Ledger, args []string, n int) (string, error) {
+		return fmt.Sprintf("the platform's margin on %s of %s is %s", args[1], args[0], percent(n)), l.SetMargin(ctx, args[0], args[1], n)
+	})
 }
 
 func newMoneyTopUpCmd(g *globals) *cobra.Command {
