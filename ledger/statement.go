@@ -159,14 +159,7 @@ func statementTotals(ctx context.Context, tx pgx.Tx, account string, from time.T
 			t = &message.StatementTotal{Currency: l.Currency}
 			byCur[l.Currency] = t
 		}
-		t.Codes += l.Codes
-		t.FaceValue += l.FaceValue
-		t.Commission += l.Commission
-		t.Margin += l.Margin
-		t.Net += l.Net
-		if l.Kind == "topup" {
-			t.TopUps += l.Net
-		}
+		t.Add(l)
 	}
 	out := make([]message.StatementTotal, 0, len(byCur))
 	for _, t := range byCur {

@@ -40,6 +40,19 @@ type Statement struct {
 	Totals      []StatementTotal `json:"totals"` // one per currency, in currency order
 }
 
+// Add counts a line into its currency's total (a top-up's net into TopUps too); the line is
+// in the total's currency.
+func (t *StatementTotal) Add(l StatementLine) {
+	t.Codes += l.Codes
+	t.FaceValue += l.FaceValue
+	t.Commission += l.Commission
+	t.Margin += l.Margin
+	t.Net += l.Net
+	if l.Kind == "topup" {
+		t.TopUps += l.Net
+	}
+}
+
 // StatementLine is one movement of a statement: stock taken, sold or returned (grouped per
 // kind, operator or retailer, and product) or one top-up.
 type StatementLine struct {
@@ -180,14 +193,7 @@ func ReadStatement(root *etree.Element) (Statement, error) {
 			t = &StatementTotal{Currency: l.Currency}
 			sums[l.Currency] = t
 		}
-		t.Codes += l.Codes
-		t.FaceValue += l.FaceValue
-		t.Commission += l.Commission
-		t.Margin += l.Margin
-		t.Net += l.Net
-		if l.Kind == "topup" {
-			t.TopUps += l.Net
-		}
+		t.Add(l)
 	}
 	for _, el := range root.ChildElements() {
 		if el.Tag != "Total" {
