@@ -238,9 +238,16 @@ func (v *Vault) recordSales(ctx context.Context, tx pgx.Tx, terminal, retailer s
 		id    int64
 		state string
 	}
-	rows, err := tx.Query(ctx, `SELECT c.serial, c.id, c.state FROM codes c JOIN shipments sh ON sh.id = c.shipment_id
-		WHERE c.serial = ANY($1) AND c.operator_id = ANY(ARRAY(SELECT DISTINCT operator_id FROM shipments WHERE terminal_id = $2))
-		AND sh.terminal_id = $2 FOR UPDATE OF c`, serials, terminal)
+	// The codes are found through the (operator_id, serial) key first, materialised, then
+	// checked against the terminal's shipments and locked. Written as one join, the generic
+	// plan a pooled connection switches to after five runs walked codes_shipment over every
+	// code ever shipped to the terminal, comparing each serial with the whole array: a cost
+	// that grows with the terminal's history.
+	rows, err := tx.Query(ctx, `WITH wanted AS MATERIALIZED (
+			SELECT id FROM codes WHERE serial = ANY($1)
+			AND operator_id = ANY(ARRAY(SELECT DISTINCT operator_id FROM shipments WHERE terminal_id = $2)))
+		SELECT c.serial, c.id, c.state FROM wanted w JOIN codes c ON c.id = w.id JOIN shipments sh ON sh.id = c.shipment_id
+		WHERE sh.terminal_id = $2 FOR UPDATE OF c`, serials, terminal)
 	if err != nil {
 		return err
 	}
