@@ -74,7 +74,9 @@ type Config struct {
 	Now       func() time.Time
 	Exchange  Exchange
 	Orders    Orders
-	Terminals Terminals
+	// Statements, when set, serves operators their signed settlement statements.
+	Statements Statements
+	Terminals  Terminals
 	// CenterCerts are the center's public certificates served under /pki/NAME.pem, for
 	// example "center-encrypt" (operators encrypt batches to it) and "center-sign".
 	CenterCerts map[string]*x509.Certificate
@@ -104,6 +106,7 @@ type Server struct {
 	router  chi.Router
 	xchg    Exchange
 	orders  Orders
+	stmts   Statements
 	terms   Terminals
 	certs   map[string]*x509.Certificate
 	maxMsg  int64
@@ -116,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("api: authority, logger and metrics are required")
 	}
 	s := &Server{auth: cfg.Authority, ready: cfg.Ready, log: cfg.Logger, metrics: cfg.Metrics, now: cfg.Now,
-		xchg: cfg.Exchange, orders: cfg.Orders, terms: cfg.Terminals, xlog: cfg.Log, certs: cfg.CenterCerts, maxMsg: cfg.MaxMessageBytes}
+		xchg: cfg.Exchange, orders: cfg.Orders, stmts: cfg.Statements, terms: cfg.Terminals, xlog: cfg.Log, certs: cfg.CenterCerts, maxMsg: cfg.MaxMessageBytes}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -140,6 +143,9 @@ func New(cfg Config) (*Server, error) {
 		}
 		if s.orders != nil {
 			r.With(requireRole(s, pki.RoleOperatorSign)).Get("/v1/operator/orders", s.operatorOrders)
+		}
+		if s.stmts != nil {
+			r.With(requireRole(s, pki.RoleOperatorSign)).Get("/v1/operator/statements", s.operatorStatements)
 		}
 		if s.xlog != nil {
 			// The exchange log, read-only, for auditors (and managers).

@@ -21,6 +21,7 @@ import (
 	"github.com/evoucher/evoucher/codevault"
 	"github.com/evoucher/evoucher/internal/testdb"
 	"github.com/evoucher/evoucher/internal/testhsm"
+	"github.com/evoucher/evoucher/ledger"
 	"github.com/evoucher/evoucher/operator"
 	"github.com/evoucher/evoucher/pki"
 	"github.com/evoucher/evoucher/xml/message"
@@ -81,8 +82,12 @@ func TestExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
+	books, err := ledger.New(ledger.Config{DB: db, Signer: signTLS.PrivateKey.(codevaultSigner), SignCert: signCert})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s, err := api.New(api.Config{Authority: a, Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Metrics: metrics,
-		Exchange: vault, Orders: reg, Log: xlog, CenterCerts: map[string]*x509.Certificate{"center-encrypt": encCert}, MaxMessageBytes: 1 << 20})
+		Exchange: vault, Orders: reg, Statements: books, Log: xlog, CenterCerts: map[string]*x509.Certificate{"center-encrypt": encCert}, MaxMessageBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +162,35 @@ func TestExchange(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("a terminal read an operator's orders: %d", resp.StatusCode)
+		}
+	})
+	t.Run("Statements", func(t *testing.T) {
+		end := time.Now().Add(-time.Second)
+		made, err := books.GenerateStatement(ctx, ledger.StatementRequest{PartyKind: message.PartyOperator, Party: "OP-A", From: end.Add(-24 * time.Hour), To: end})
+		if err != nil {
+			t.Fatal(err)
+		}
+		get := func(c *tls.Certificate) (int, []api.StatementInfo) {
+			t.Helper()
+			resp, err := client(c).Get(hs.URL + "/v1/operator/statements")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var list []api.StatementInfo
+			_ = json.NewDecoder(resp.Body).Decode(&list)
+			return resp.StatusCode, list
+		}
+		status, list := get(opTLS)
+		if status != http.StatusOK || len(list) != 1 || list[0].ID != made.ID || list[0].Document != string(made.Document) {
+			t.Fatalf("OP-A's statements: %d %+v", status, list)
+		}
+		opB, _ := issue("op-b", 2048, pki.RoleOperatorSign, "OP-B")
+		if status, list := get(opB); status != http.StatusOK || len(list) != 0 {
+			t.Fatalf("OP-B sees %d statements (status %d), want none of OP-A's", len(list), status)
+		}
+		if status, _ := get(termTLS); status != http.StatusForbidden {
+			t.Fatalf("a terminal read an operator's statements: %d", status)
 		}
 	})
 	t.Run("ExchangeLog", func(t *testing.T) {

@@ -317,6 +317,9 @@ say "ACME's statement: what the platform owes it for the codes Corner Shop took 
 "$BIN" money statement --dir "$dir" OP-ACME --from "$today" --to now -o "$work/acme-$today.xml" --check
 "$BIN" money statement --dir "$dir" OP-ACME --from "$today" --to now --format csv --check
 
+say "ACME fetches its statements from the center over mTLS, checks the center's signature on each, and keeps them."
+EVOUCHER_HSM_PIN=$opin "$BIN" operator statements --dir "$dir" --server "$url" --hsm-token op-acme --key-label sign --cert "$work/op-sign.pem" --out "$work/acme-statements"
+
 say "The clearing of the day: what Corner Shop was charged, split between ACME and the platform."
 "$BIN" money clearing --dir "$dir" --from "$today" --to now
 }

@@ -12,10 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/beevik/etree"
 	"github.com/spf13/cobra"
 
 	"github.com/evoucher/evoucher/api"
 	"github.com/evoucher/evoucher/auditlog"
+	"github.com/evoucher/evoucher/ledger"
 	"github.com/evoucher/evoucher/operator"
 	"github.com/evoucher/evoucher/pki"
 	"github.com/evoucher/evoucher/xml/dsig"
@@ -25,9 +27,9 @@ import (
 func newOperatorCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "operator",
-		Short: "operators and products (admin); seal, upload and orders (operator side)",
+		Short: "operators and products (admin); seal, upload, orders and statements (operator side)",
 	}
-	cmd.AddCommand(newOperatorCreateCmd(g), newProductAddCmd(g), newSealCmd(g), newUploadCmd(g), newOrdersCmd(g))
+	cmd.AddCommand(newOperatorCreateCmd(g), newProductAddCmd(g), newSealCmd(g), newUploadCmd(g), newOrdersCmd(g), newStatementsCmd(g))
 	return cmd
 }
 
@@ -177,28 +179,32 @@ the whole signed with the operator-sign key from a token or a PEM file.`,
 }
 
 // centerDoc verifies a document the center signed: profile, a center-sign certificate from
-// the platform CA valid at its creation, and addressed to us.
-func centerDoc(raw []byte, ca *x509.Certificate, me string) (*message.Envelope, []byte, error) {
+// the platform CA valid at its creation, and addressed to us. It returns the envelope and the
+// signed root element: the only element to read.
+func centerDoc(raw []byte, ca *x509.Certificate, me string) (message.Envelope, *etree.Element, error) {
 	doc, err := message.Parse(raw, message.DefaultLimits)
 	if err != nil {
-		return nil, nil, err
+		return message.Envelope{}, nil, err
 	}
-	env, err := message.ReadEnvelope(doc.Root())
+	claimed, err := message.ReadEnvelope(doc.Root())
 	if err != nil {
-		return nil, nil, err
+		return message.Envelope{}, nil, err
 	}
 	signed, _, err := dsig.Verify(doc, func(cert *x509.Certificate) error {
-		_, err := pki.CheckOffline(cert, ca, pki.RoleCenterSign, env.Created)
+		_, err := pki.CheckOffline(cert, ca, pki.RoleCenterSign, claimed.Created)
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return message.Envelope{}, nil, err
+	}
+	env, err := message.ReadEnvelope(signed)
+	if err != nil {
+		return message.Envelope{}, nil, err
 	}
 	if env.Recipient != me || env.Sender != message.Center {
-		return nil, nil, fmt.Errorf("document from %s to %s, not from the center to %s", env.Sender, env.Recipient, me)
+		return message.Envelope{}, nil, fmt.Errorf("document from %s to %s, not from the center to %s", env.Sender, env.Recipient, me)
 	}
-	_ = signed
-	return &env, raw, nil
+	return env, signed, nil
 }
 
 func newUploadCmd(g *globals) *cobra.Command {
@@ -242,12 +248,11 @@ func newUploadCmd(g *globals) *cobra.Command {
 					_ = json.Unmarshal(b, &eb)
 					return "", fmt.Errorf("%s refused: %s (%s)", filepath.Base(file), eb.Error, eb.Reason)
 				}
-				env, raw, err := centerDoc(b, ca, me.Entity)
+				env, signed, err := centerDoc(b, ca, me.Entity)
 				if err != nil {
 					return "", fmt.Errorf("receipt for %s does not verify: %w", file, err)
 				}
-				doc, _ := message.Parse(raw, message.DefaultLimits)
-				r, err := message.ReadBatchReceipt(doc.Root())
+				r, err := message.ReadBatchReceipt(signed)
 				if err != nil {
 					return "", err
 				}
@@ -261,7 +266,7 @@ func newUploadCmd(g *globals) *cobra.Command {
 					logNote = fmt.Sprintf("in the exchange log at %d (proof verified)", r.LogIndex)
 				}
 				out := filepath.Join(receipts, strings.TrimSuffix(filepath.Base(file), ".xml")+".receipt.xml")
-				if err := os.WriteFile(out, raw, 0o644); err != nil {
+				if err := os.WriteFile(out, b, 0o644); err != nil {
 					return "", err
 				}
 				return fmt.Sprintf("%s: %s, batch %s part %d/%d, %d accepted, %d already held, %s; signed receipt %s (%s)\n",
@@ -378,11 +383,11 @@ func newOrdersCmd(g *globals) *cobra.Command {
 				cmd.Println("no purchase orders")
 			}
 			for _, o := range orders {
-				if _, _, err := centerDoc([]byte(o.Document), ca, me.Entity); err != nil {
+				_, signed, err := centerDoc([]byte(o.Document), ca, me.Entity)
+				if err != nil {
 					return fmt.Errorf("purchase order %s does not verify: %w", o.ID, err)
 				}
-				doc, _ := message.Parse([]byte(o.Document), message.DefaultLimits)
-				po, err := message.ReadPurchaseOrder(doc.Root())
+				po, err := message.ReadPurchaseOrder(signed)
 				if err != nil {
 					return err
 				}
@@ -394,5 +399,71 @@ func newOrdersCmd(g *globals) *cobra.Command {
 	k.add(cmd, "the operator-sign")
 	cf.add(cmd)
 	cmd.Flags().StringVar(&state, "state", "open", "open, fulfilled, cancelled or all")
+	return cmd
+}
+
+func newStatementsCmd(g *globals) *cobra.Command {
+	var (
+		k   keyFlags
+		cf  clientFlags
+		out string
+	)
+	cmd := &cobra.Command{
+		Use:     "statements",
+		Short:   "fetch this operator's settlement statements from the center, verify their signatures, save them",
+		Example: `  evoucher operator statements --hsm-token op-acme --key-label sign --cert op-sign.pem --out statements/`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			me, ca, hc, release, err := operatorSession(g, &k, &cf)
+			if err != nil {
+				return err
+			}
+			defer release()
+			resp, err := hc.Get(cf.server + "/v1/operator/statements")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			var list []api.StatementInfo
+			if err := decodeAnswer(resp, http.StatusOK, &list); err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				cmd.Println("no statements")
+			}
+			if out != "" {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return err
+				}
+			}
+			for _, it := range list {
+				_, signed, err := centerDoc([]byte(it.Document), ca, me.Entity)
+				if err != nil {
+					return fmt.Errorf("statement %s does not verify: %w", it.ID, err)
+				}
+				st, err := message.ReadStatement(signed)
+				if err != nil {
+					return fmt.Errorf("statement %s: %w", it.ID, err)
+				}
+				saved := ""
+				if out != "" {
+					path := filepath.Join(out, st.StatementID+".xml")
+					if err := os.WriteFile(path, []byte(it.Document), 0o644); err != nil {
+						return err
+					}
+					saved = "; saved " + path
+				}
+				cmd.Printf("%s  %s → %s", st.StatementID, st.From.Format(time.RFC3339), st.To.Format(time.RFC3339))
+				for _, t := range st.Totals {
+					cmd.Printf("  %s: %d codes, net %s", t.Currency, t.Codes, ledger.FormatAmount(t.Net, t.Currency))
+				}
+				cmd.Printf("  (signature verified%s)\n", saved)
+			}
+			return nil
+		},
+	}
+	k.add(cmd, "the operator-sign")
+	cf.add(cmd)
+	cmd.Flags().StringVar(&out, "out", "", "directory to save each signed Statement as <id>.xml")
 	return cmd
 }

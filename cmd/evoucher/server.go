@@ -87,15 +87,16 @@ func runServer(ctx context.Context, g *globals, listen string, checkpointEvery t
 		return err
 	}
 	srv, err := api.New(api.Config{
-		Authority: c.ca,
-		Logger:    g.log,
-		Metrics:   c.metrics,
-		Exchange:  c.vault,
-		Orders:    c.ops,
-		Terminals: c.vault,
-		Alarms:    c.vault,
-		Log:       c.xlog,
-		Dashboard: dash,
+		Authority:  c.ca,
+		Logger:     g.log,
+		Metrics:    c.metrics,
+		Exchange:   c.vault,
+		Orders:     c.ops,
+		Statements: c.money,
+		Terminals:  c.vault,
+		Alarms:     c.vault,
+		Log:        c.xlog,
+		Dashboard:  dash,
 		CenterCerts: map[string]*x509.Certificate{
 			"center-sign": c.certs["center-sign"], "center-encrypt": c.certs["center-encrypt"], "center-tls": tlsCert,
 		},
