@@ -293,6 +293,20 @@ func TestMoneyPayOnSale(t *testing.T) {
 			t.Fatal("a credit refusal raised a security alarm")
 		}
 	})
+	t.Run("ErrCurrencyInUse", func(t *testing.T) {
+		// The 5 consigned codes are unsold: the balance is still zero, but they will be charged
+		// in EUR when sold, and the credit check counts them in the account's currency.
+		err := l.SetTerms(ctx, ledger.Terms{Retailer: "R-2", Currency: "USD", Mode: ledger.ModeCredit, CreditLimit: 5000, Settlement: ledger.SettleOnSale})
+		if evoucher.KindOf(err) != evoucher.KindConflict || evoucher.ReasonOf(err) != "currency_in_use" {
+			t.Fatalf("moving an account with unsold EUR stock to USD: %v", err)
+		}
+		if tm, err := l.Terms(ctx, "R-2"); err != nil || tm.Currency != "EUR" {
+			t.Fatalf("terms after the refusal: %+v %v", tm, err)
+		}
+		if n := f.count(t, `SELECT count(*) FROM ledger_accounts WHERE currency = 'USD'`); n != 0 {
+			t.Fatalf("a refused change of currency opened %d USD account(s)", n)
+		}
+	})
 	sh, err := s.term.OpenShipment(info.Document)
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ type Terms struct {
 // SetTerms records or changes a retailer's money terms in one transaction. It returns invalid
 // for a bad mode, settlement, currency or limit (a prepaid account has no limit), not found
 // ("unknown_retailer") for an unknown retailer, and conflict ("currency_in_use") when the
-// retailer's account already has entries in another currency. Terms that let the retailer order
+// retailer's account has a balance, or the retailer unsold stock, in another currency. Terms that let the retailer order
 // again (a raised limit) resolve its open credit_limit alarm.
 func (l *Ledger) SetTerms(ctx context.Context, t Terms) error {
 	switch {
@@ -75,6 +75,22 @@ func (l *Ledger) SetTerms(ctx context.Context, t Terms) error {
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (retailer_id) DO UPDATE SET currency = EXCLUDED.currency, mode = EXCLUDED.mode,
 		credit_limit = EXCLUDED.credit_limit, settlement = EXCLUDED.settlement, updated_at = EXCLUDED.updated_at`,
 		t.Retailer, t.Currency, t.Mode, t.CreditLimit, t.Settlement, l.now().UTC()); err != nil {
+		return err
+	}
+	// Checked after the terms row is locked by the upsert, so a shipment being charged on the
+	// old terms (which holds the row FOR SHARE) has committed and is counted. Unsold stock
+	// priced in another currency would still move the account in that currency
+	// (a consigned code charged when sold, a prepaid one credited back when returned), and the
+	// credit check adds consigned stock up without regard to currency: the account keeps its
+	// currency until that stock is sold or returned.
+	err = tx.QueryRow(ctx, `SELECT st.currency FROM shipment_terms st JOIN codes c ON c.shipment_id = st.shipment_id
+		WHERE st.retailer_id = $1 AND st.currency <> $2
+		  AND (c.state IN ('shipped', 'delivered') OR (st.settlement = 'on_sale' AND c.state = 'quarantined')) LIMIT 1`,
+		t.Retailer, t.Currency).Scan(&other)
+	if err == nil {
+		return evoucher.Errorf(evoucher.KindConflict, "currency_in_use", "retailer %s holds unsold stock priced in %s: sell or return it before moving the account to %s", t.Retailer, other, t.Currency)
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
 		return err
 	}
 	// The account exists from now on, so balances list the retailer before its first movement.
