@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -121,8 +123,10 @@ func (l *Ledger) ChargeSales(ctx context.Context, tx pgx.Tx, codeIDs []int64) er
 		}
 		byCurrency[g.currency] = append(byCurrency[g.currency], OperatorAccount(g.operator), AccountMargin)
 	}
-	for cur, others := range byCurrency {
-		if _, err := lockAccounts(ctx, tx, cur, groups[0].retailer, others...); err != nil {
+	// Currencies in order too: two reports of one retailer locking its EUR and USD accounts in
+	// map order could each hold what the other waits for.
+	for _, cur := range slices.Sorted(maps.Keys(byCurrency)) {
+		if _, err := lockAccounts(ctx, tx, cur, groups[0].retailer, byCurrency[cur]...); err != nil {
 			return err
 		}
 	}
