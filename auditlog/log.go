@@ -40,19 +40,20 @@ var factory = &compact.RangeFactory{Hash: hasher.HashChildren}
 func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
 
 // Append adds entries to the log in the caller's transaction and returns the index of the
-// first. It takes the log's row lock, which serialises appends until the transaction ends:
+// first. It takes the log's advisory lock, which serialises appends until the transaction ends:
 // call it last, just before committing, so the lock is held briefly. Entry indexes are set.
+// The transaction must be READ COMMITTED (pgx's and PostgreSQL's default).
 //
-// The lock is held for two round trips, the read of the tree's edge and one statement that
-// writes the entries, the new inner nodes and the new edge; leaf hashes are computed before
-// the lock is taken.
+// Leaf hashes are computed here, before the lock; then one statement (the log_append function,
+// migration 0012) takes the lock, reads the tree's size from the entries, computes the inner
+// nodes the append completes and inserts entries and nodes. Nothing is updated: the lock is
+// held for that one round trip and the caller's COMMIT.
 func Append(ctx context.Context, tx pgx.Tx, entries ...*Entry) (uint64, error) {
 	if len(entries) == 0 {
 		return 0, errors.New("auditlog: nothing to append")
 	}
 	n := len(entries)
 	var (
-		idx       = make([]int64, n)
 		leaves    = make([][]byte, n)
 		types     = make([]string, n)
 		senders   = make([]string, n)
@@ -66,45 +67,15 @@ func Append(ctx context.Context, tx pgx.Tx, entries ...*Entry) (uint64, error) {
 		types[i], senders[i], recipient[i], messageID[i] = e.Type, e.Sender, e.Recipient, e.MessageID
 		times[i], data[i] = e.Time.UTC(), e.Data
 	}
-	var size int64
-	var edge [][]byte
-	// By the primary key (WHERE id), here and in the UPDATE: under concurrent appends the row's
-	// dead versions spread over hundreds of pages, which a sequential scan would read each time.
-	if err := tx.QueryRow(ctx, `SELECT size, edge FROM log_state WHERE id FOR UPDATE`).Scan(&size, &edge); err != nil {
-		return 0, fmt.Errorf("auditlog: read state: %w", err)
-	}
-	rng, err := factory.NewRange(0, uint64(size), edge)
-	if err != nil {
-		return 0, fmt.Errorf("auditlog: stored edge does not fit size %d: %w", size, err)
-	}
-	// Appending one leaf completes one inner node on average.
-	levels, nodeIdx, hashes := make([]int16, 0, n), make([]int64, 0, n), make([][]byte, 0, n)
-	visit := func(id compact.NodeID, hash []byte) {
-		if id.Level > 0 {
-			levels, nodeIdx, hashes = append(levels, int16(id.Level)), append(nodeIdx, int64(id.Index)), append(hashes, hash)
-		}
-	}
-	first := uint64(size)
-	for i := range entries {
-		idx[i] = size + int64(i)
-		if err := rng.Append(leaves[i], visit); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := tx.Exec(ctx, `WITH entries AS (
-			INSERT INTO log_entries (idx, leaf_hash, type, sender, recipient, message_id, logged_at, data)
-			SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::bytea[])
-		), nodes AS (
-			INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest($9::smallint[], $10::bigint[], $11::bytea[])
-		)
-		UPDATE log_state SET size = $12, edge = $13 WHERE id`,
-		idx, leaves, types, senders, recipient, messageID, times, data, levels, nodeIdx, hashes, int64(rng.End()), rng.Hashes()); err != nil {
+	var first int64
+	if err := tx.QueryRow(ctx, `SELECT log_append($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])`,
+		leaves, types, senders, recipient, messageID, times, data).Scan(&first); err != nil {
 		return 0, fmt.Errorf("auditlog: append entries: %w", err)
 	}
 	for i, e := range entries {
-		e.Index = first + uint64(i)
+		e.Index = uint64(first) + uint64(i)
 	}
-	return first, nil
+	return uint64(first), nil
 }
 
 // Log reads the exchange log and signs its checkpoints.
@@ -128,7 +99,7 @@ func New(db *pgxpool.Pool, signer *Signer, now func() time.Time) (*Log, error) {
 // Size returns the number of entries.
 func (l *Log) Size(ctx context.Context) (uint64, error) {
 	var n int64
-	err := l.db.QueryRow(ctx, `SELECT size FROM log_state`).Scan(&n)
+	err := l.db.QueryRow(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM log_entries`).Scan(&n)
 	return uint64(n), err
 }
 

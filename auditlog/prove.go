@@ -14,18 +14,31 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// nodeHashes fetches the hashes of node ids through q.
+// nodeHashes fetches the hashes of node ids through q, in one query: leaves from the entries,
+// inner nodes from the stored subtrees. (ProveTx runs while the log's lock is held: one round
+// trip, not one per node.)
 func nodeHashes(ctx context.Context, q Querier, ids []compact.NodeID) ([][]byte, error) {
-	out := make([][]byte, len(ids))
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	levels, idx := make([]int16, len(ids)), make([]int64, len(ids))
 	for i, id := range ids {
-		var err error
-		if id.Level == 0 {
-			err = q.QueryRow(ctx, `SELECT leaf_hash FROM log_entries WHERE idx = $1`, int64(id.Index)).Scan(&out[i])
-		} else {
-			err = q.QueryRow(ctx, `SELECT hash FROM log_nodes WHERE level = $1 AND idx = $2`, int16(id.Level), int64(id.Index)).Scan(&out[i])
-		}
-		if err != nil {
-			return nil, fmt.Errorf("auditlog: node %d/%d: %w", id.Level, id.Index, err)
+		levels[i], idx[i] = int16(id.Level), int64(id.Index)
+	}
+	var out [][]byte
+	err := q.QueryRow(ctx, `SELECT array_agg(CASE WHEN x.level = 0
+			THEN (SELECT leaf_hash FROM log_entries WHERE idx = x.idx)
+			ELSE (SELECT hash FROM log_nodes WHERE level = x.level AND idx = x.idx) END ORDER BY x.o)
+		FROM unnest($1::smallint[], $2::bigint[]) WITH ORDINALITY AS x(level, idx, o)`, levels, idx).Scan(&out)
+	if err != nil {
+		return nil, fmt.Errorf("auditlog: nodes: %w", err)
+	}
+	if len(out) != len(ids) {
+		return nil, fmt.Errorf("auditlog: %d nodes read, %d asked", len(out), len(ids))
+	}
+	for i, h := range out {
+		if h == nil {
+			return nil, fmt.Errorf("auditlog: node %d/%d: %w", ids[i].Level, ids[i].Index, pgx.ErrNoRows)
 		}
 	}
 	return out, nil
@@ -42,11 +55,17 @@ type Proof struct {
 // ProveTx returns the inclusion proof of entry index in the tree of size, reading through q —
 // inside the transaction that appended it, before it commits.
 func ProveTx(ctx context.Context, q Querier, index, size uint64) (Proof, error) {
-	hs, err := nodeHashes(ctx, q, compact.RangeNodes(0, size, nil))
+	nodes, err := proof.Inclusion(index, size)
 	if err != nil {
 		return Proof{}, err
 	}
-	rng, err := factory.NewRange(0, size, hs)
+	ids := compact.RangeNodes(0, size, nil)
+	edge := len(ids)
+	hs, err := nodeHashes(ctx, q, append(ids, nodes.IDs...))
+	if err != nil {
+		return Proof{}, err
+	}
+	rng, err := factory.NewRange(0, size, hs[:edge])
 	if err != nil {
 		return Proof{}, err
 	}
@@ -54,15 +73,7 @@ func ProveTx(ctx context.Context, q Querier, index, size uint64) (Proof, error) 
 	if err != nil {
 		return Proof{}, err
 	}
-	nodes, err := proof.Inclusion(index, size)
-	if err != nil {
-		return Proof{}, err
-	}
-	ph, err := nodeHashes(ctx, q, nodes.IDs)
-	if err != nil {
-		return Proof{}, err
-	}
-	p, err := nodes.Rehash(ph, hasher.HashChildren)
+	p, err := nodes.Rehash(hs[edge:], hasher.HashChildren)
 	if err != nil {
 		return Proof{}, err
 	}
