@@ -62,3 +62,33 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatal("CSRF check")
 	}
 }
+
+// A locked account answers exactly as an unknown name does, so failing logins cannot tell
+// which names exist; once the lock expires, the right password works again.
+func TestLockedLooksUnknown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := &clock{t: time.Date(2026, 11, 24, 8, 0, 0, 0, time.UTC)}
+	s, err := access.New(access.Config{DB: testdb.MustPool(t), Now: c.Now, MaxFailures: 3, LockFor: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pw = "a long enough password"
+	if _, err := s.AddUser(ctx, access.User{Name: "m", Role: access.RoleManager}, pw); err != nil {
+		t.Fatal(err)
+	}
+	_, unknown := s.Login(ctx, "nobody", "whatever it is")
+	for i := 0; i < 3; i++ {
+		if _, err := s.Login(ctx, "m", "not the password"); err == nil {
+			t.Fatal("a wrong password logged in")
+		}
+	}
+	_, locked := s.Login(ctx, "m", pw)
+	if locked == nil || unknown == nil || locked.Error() != unknown.Error() || evoucher.ReasonOf(locked) != evoucher.ReasonOf(unknown) {
+		t.Fatalf("locked account: %v; unknown name: %v — want the same answer", locked, unknown)
+	}
+	c.Add(11 * time.Minute)
+	if _, err := s.Login(ctx, "m", pw); err != nil {
+		t.Fatalf("after the lock expired: %v", err)
+	}
+}

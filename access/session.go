@@ -51,12 +51,13 @@ func tokenHash(t Token) []byte {
 	return sum[:]
 }
 
-var errBadLogin = evoucher.Errorf(evoucher.KindUnauthorized, "bad_credentials", "wrong user name or password")
+var errBadLogin = evoucher.Errorf(evoucher.KindUnauthorized, "bad_credentials",
+	"wrong user name or password, or the account is locked after too many failures in a row: wait a few minutes, or ask an admin")
 
 // Login checks a user's password and opens a session. It returns unauthorized
-// ("bad_credentials") for an unknown user, a wrong password or a disabled user (the same
-// answer, so it tells nothing about which names exist), and unauthorized ("locked") while the
-// account is locked after MaxFailures failures in a row.
+// ("bad_credentials") for an unknown user, a wrong password, a disabled user, or an account
+// locked after MaxFailures failures in a row — the same answer, so it tells nothing about
+// which names exist; the meter tells the reasons apart.
 func (s *Service) Login(ctx context.Context, name string, pw Password) (Session, error) {
 	now := s.now().UTC()
 	tx, err := s.db.Begin(ctx)
@@ -80,9 +81,11 @@ func (s *Service) Login(ctx context.Context, name string, pw Password) (Session,
 		return Session{}, err
 	}
 	if lockedUntil != nil && now.Before(*lockedUntil) {
+		// The same answer, after the same work, as for an unknown name: a distinct "locked"
+		// answer would tell which names exist to whoever fails five logins per name.
+		checkPassword(pw, hash)
 		s.meter.LoginFailed("locked")
-		return Session{}, evoucher.Errorf(evoucher.KindUnauthorized, "locked",
-			"too many failed logins: user %s is locked until %s UTC", name, lockedUntil.UTC().Format("15:04:05"))
+		return Session{}, errBadLogin
 	}
 	if !checkPassword(pw, hash) || disabled {
 		reason := "bad_credentials"
