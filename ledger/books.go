@@ -183,7 +183,14 @@ func (l *Ledger) Account(ctx context.Context, account, currency string, before i
 	}
 	limit = min(limit, 1000)
 	p := AccountPage{Account: account, Currency: currency}
-	err := l.db.QueryRow(ctx, `SELECT balance FROM ledger_accounts WHERE account = $1 AND currency = $2`, account, currency).Scan(&p.Balance)
+	// One snapshot for the balance and the entries, so a posting committed between the reads
+	// cannot make the balances after each entry wrong.
+	tx, err := l.db.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return p, err
+	}
+	defer tx.Rollback(ctx)
+	err = tx.QueryRow(ctx, `SELECT balance FROM ledger_accounts WHERE account = $1 AND currency = $2`, account, currency).Scan(&p.Balance)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, evoucher.Errorf(evoucher.KindNotFound, "unknown_account", "no account %s in %s", account, currency)
 	}
@@ -193,12 +200,12 @@ func (l *Ledger) Account(ctx context.Context, account, currency string, before i
 	// The balance after each entry: the balance now, less every newer entry.
 	var newer int64
 	if before > 0 {
-		if err := l.db.QueryRow(ctx, `SELECT coalesce(sum(amount), 0)::bigint FROM ledger_entries WHERE account = $1 AND currency = $2 AND id >= $3`,
+		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount), 0)::bigint FROM ledger_entries WHERE account = $1 AND currency = $2 AND id >= $3`,
 			account, currency, before).Scan(&newer); err != nil {
 			return p, err
 		}
 	}
-	rows, err := l.db.Query(ctx, `SELECT e.id, e.tx_id, t.kind, t.ref, t.retailer_id, coalesce(t.operator_id, ''), coalesce(t.product, ''),
+	rows, err := tx.Query(ctx, `SELECT e.id, e.tx_id, t.kind, t.ref, t.retailer_id, coalesce(t.operator_id, ''), coalesce(t.product, ''),
 		t.codes, e.amount, e.currency, t.created_at, t.created_by,
 		$3::bigint - coalesce(sum(e.amount) OVER (ORDER BY e.id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint
 		FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.tx_id
