@@ -370,6 +370,17 @@ else
   echo "GET /api/v1/overview: $json" | cut -c 1-600
 fi
 grep -q '"state":"open"' <<<"$json" || fail "the overview JSON lists no open alarm"
+
+say "Alarms arrive live: the page keeps a server-sent-events stream open (as the browser's EventSource does here with curl); a manager acknowledges the vault's low-stock alarm from the CLI, and the change arrives on the open stream at once."
+curl_ui -N --max-time 6 "$url/ui/events" >"$work/events" 2>/dev/null &
+stream=$!
+sleep 1
+vid=$(psql "$DATABASE_URL" -XtAc "SELECT id FROM alarms WHERE kind = 'vault_low_stock' AND state = 'open' ORDER BY id LIMIT 1")
+[ -n "$vid" ] || fail "no open vault_low_stock alarm to acknowledge"
+"$BIN" alarms ack --dir "$dir" "$vid"
+wait "$stream" || true
+grep -q "^data: {\"id\":$vid,.*\"state\":\"acknowledged\"" "$work/events" || fail "the acknowledged alarm did not arrive on the live stream"
+echo "on the open stream:"; grep -E '^(event|data):' "$work/events" | sed 's/^/  /'
 money=$(curl_ui "$url/ui/money")
 grep -q 'retailer:R-CORNER' <<<"$money" || fail "the money page does not show Corner Shop"
 echo "GET /ui/money, Corner Shop's row:$(grep -A1 'id="bal-retailer:R-CORNER"' <<<"$money" | tr -d '\n' | sed 's/<[^>]*>/ /g; s/  */ /g')"
