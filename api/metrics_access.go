@@ -10,7 +10,7 @@ type AccessMeter struct {
 func newAccessMeter(reg *prometheus.Registry) *AccessMeter {
 	m := &AccessMeter{
 		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "evoucher_dashboard_login_failures_total", Help: "Refused dashboard logins, by reason (bad_credentials, locked, disabled).",
+			Name: "evoucher_dashboard_login_failures_total", Help: "Refused dashboard logins, by reason (bad_credentials, locked, disabled, throttled).",
 		}, []string{"reason"}),
 		ok: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "evoucher_dashboard_logins_total", Help: "Dashboard logins, by role.",

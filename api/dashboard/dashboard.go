@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -90,7 +91,7 @@ type AuditLog interface {
 	Verifications(ctx context.Context, limit int) ([]auditlog.Verification, error)
 }
 
-// Config is what a Dashboard needs; every field but Now is required.
+// Config is what a Dashboard needs; every field down to Logger is required.
 type Config struct {
 	Access    Access
 	Vault     Vault
@@ -100,7 +101,14 @@ type Config struct {
 	Log       AuditLog
 	Money     Money
 	Logger    *slog.Logger
-	Now       func() time.Time
+	Now       func() time.Time // default time.Now
+	// LoginLimit bounds login attempts per client address; zero: DefaultLoginLimit.
+	LoginLimit LoginLimit
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For header names the client to
+	// the login limiter; none by default, so the connection's address is the client's.
+	TrustedProxies []netip.Prefix
+	// Meter counts throttled logins (reason "throttled"); optional.
+	Meter LoginMeter
 }
 
 // Dashboard serves the pages and the session JSON API.
@@ -108,6 +116,7 @@ type Dashboard struct {
 	Config
 	pages  map[string]*pageTemplate
 	events *broker
+	logins *loginLimiter
 	done   chan struct{}
 }
 
@@ -117,7 +126,8 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// New returns a Dashboard; it fails when a dependency is missing or a template does not parse.
+// New returns a Dashboard; it fails when a dependency is missing, the login limit is negative or
+// a template does not parse.
 func New(cfg Config) (*Dashboard, error) {
 	if cfg.Access == nil || cfg.Vault == nil || cfg.Shops == nil || cfg.Operators == nil || cfg.PKI == nil ||
 		cfg.Log == nil || cfg.Money == nil || cfg.Logger == nil {
@@ -126,8 +136,14 @@ func New(cfg Config) (*Dashboard, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	d := &Dashboard{Config: cfg, done: make(chan struct{})}
+	if cfg.Meter == nil {
+		cfg.Meter = nopMeter{}
+	}
 	var err error
+	if cfg.LoginLimit, err = cfg.LoginLimit.withDefaults(); err != nil {
+		return nil, err
+	}
+	d := &Dashboard{Config: cfg, logins: newLoginLimiter(cfg.LoginLimit), done: make(chan struct{})}
 	if d.pages, err = parsePages(); err != nil {
 		return nil, err
 	}

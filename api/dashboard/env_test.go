@@ -33,7 +33,8 @@ import (
 
 // env is a center with the dashboard mounted, on a fresh database and token, and a small
 // network: retailers R-A (T-A1, V-A1) and R-B (T-B1, V-B1), operators OP-A (P-A) and OP-B
-// (P-B), and one dashboard user per role.
+// (P-B), and one dashboard user per role. Its login limit is far above the default (tests log
+// in more often from one address than a person does); opts change the dashboard's config.
 type env struct {
 	db     *pgxpool.Pool
 	srv    *httptest.Server
@@ -57,7 +58,7 @@ var users = map[string]access.User{
 	"op-a":    {Name: "op-a", Role: access.RoleOperatorUser, Operator: "OP-A"},
 }
 
-func mustEnv(t *testing.T) *env {
+func mustEnv(t *testing.T, opts ...func(*dashboard.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db := testdb.MustPool(t)
@@ -123,7 +124,12 @@ func mustEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dash, err := dashboard.New(dashboard.Config{Access: users, Vault: vault, Shops: shops, Operators: ops, PKI: ca, Log: xlog, Money: money, Logger: logger})
+	cfg := dashboard.Config{Access: users, Vault: vault, Shops: shops, Operators: ops, PKI: ca, Log: xlog, Money: money, Logger: logger,
+		Meter: metrics.Access, LoginLimit: dashboard.LoginLimit{PerMinute: 6000}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	dash, err := dashboard.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

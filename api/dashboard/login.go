@@ -3,7 +3,9 @@ package dashboard
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +41,18 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	c, err := r.Cookie(loginCookie)
 	if err != nil || c.Value == "" || r.PostFormValue("csrf") != c.Value || !sameOrigin(r) {
 		d.fail(w, r, false, evoucher.Errorf(evoucher.KindForbidden, "bad_csrf", "the login form expired: reload the page and try again"))
+		return
+	}
+	// Throttled before the password check: that hash is the cost the limit bounds.
+	client := clientOf(r, d.TrustedProxies)
+	if ok, retry := d.logins.allow(client, d.Now()); !ok {
+		secs := int((retry + time.Second - 1) / time.Second)
+		d.Meter.LoginFailed("throttled")
+		d.Logger.WarnContext(r.Context(), "login throttled", "user", r.PostFormValue("name"),
+			"client", client.String(), "retry_after_s", secs)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		d.showLogin(w, r, http.StatusTooManyRequests,
+			fmt.Sprintf("too many login attempts from your network address: wait %d seconds and try again", secs))
 		return
 	}
 	sess, err := d.Access.Login(r.Context(), r.PostFormValue("name"), access.Password(r.PostFormValue("password")))

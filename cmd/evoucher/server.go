@@ -49,6 +49,7 @@ func newServerCmd(g *globals) *cobra.Command {
 	var checkpointEvery time.Duration
 	var witnesses []string
 	var alarms *alarmFlags
+	var dash *dashboardFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "run the center's HTTPS server (mTLS for machines)",
@@ -58,17 +59,18 @@ request. It logs JSON to stderr and stops gracefully on SIGTERM or SIGINT.`,
 		Example: "  evoucher server --dir ./evoucher-data --listen 127.0.0.1:8443",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runServer(cmd.Context(), g, listen, checkpointEvery, witnesses, alarms)
+			return runServer(cmd.Context(), g, listen, checkpointEvery, witnesses, alarms, dash)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8443", "address to listen on")
 	cmd.Flags().DurationVar(&checkpointEvery, "checkpoint-interval", 10*time.Second, "how often the exchange log's checkpoint is signed")
 	cmd.Flags().StringSliceVar(&witnesses, "checkpoint-witness", nil, "URL every new checkpoint is POSTed to (repeatable), so a copy lives outside the platform")
 	alarms = addAlarmFlags(cmd)
+	dash = addDashboardFlags(cmd)
 	return cmd
 }
 
-func runServer(ctx context.Context, g *globals, listen string, checkpointEvery time.Duration, witnesses []string, alarms *alarmFlags) error {
+func runServer(ctx context.Context, g *globals, listen string, checkpointEvery time.Duration, witnesses []string, alarms *alarmFlags, dashFlags *dashboardFlags) error {
 	c, err := g.openCenter(ctx)
 	if err != nil {
 		return err
@@ -82,7 +84,7 @@ func runServer(ctx context.Context, g *globals, listen string, checkpointEvery t
 	if err != nil {
 		return err
 	}
-	dash, err := newDashboard(c, g)
+	dash, err := newDashboard(c, g, dashFlags)
 	if err != nil {
 		return err
 	}
