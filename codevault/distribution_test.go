@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,6 +103,9 @@ func TestDistribution(t *testing.T) {
 	}
 	if len(sh.VendorShares) != 2 || len(sh.Codes) != 10 {
 		t.Fatalf("shipment has %d vendor shares and %d codes", len(sh.VendorShares), len(sh.Codes))
+	}
+	if sh.Retailer != "R-1" || sh.RetailerName != "R-1" { // mustShop names a retailer after its id
+		t.Fatalf("shipment for retailer %q named %q, want R-1 named R-1", sh.Retailer, sh.RetailerName)
 	}
 	// Earliest expiry first: all codes expire the same day here, so lowest ids first.
 	if sh.Codes[0].Serial != cs[0].Serial {
@@ -407,6 +411,33 @@ func TestConcurrentOrders(t *testing.T) {
 	rows.Close()
 	if len(seen) != 150 {
 		t.Fatalf("the shipment documents hold %d serials, want 150", len(seen))
+	}
+}
+
+// TestShipmentRetailerName: a shipment carries its retailer's name from the registry for the
+// tickets, its spaces collapsed, its control characters dropped (ESC cannot be written in XML)
+// and cut to what every terminal accepts.
+func TestShipmentRetailerName(t *testing.T) {
+	t.Parallel()
+	f := mustFixture(t)
+	ctx := context.Background()
+	f.stock(t, 140_000_000_000, 2)
+	long := "  Corner\tSh\x1bop\u202e  " + strings.Repeat("x", message.MaxRetailerName)
+	if err := f.shops.CreateRetailer(ctx, retailer.Retailer{ID: "R-CORNER", Name: long}); err != nil {
+		t.Fatal(err)
+	}
+	s := f.mustShop(t, "R-CORNER", "T-CORNER", "V-C")
+	info, err := f.vault.Ship(ctx, codevault.ShipRequest{Terminal: "T-CORNER", Operator: "OP-A", Product: "P10", Quantity: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := s.term.OpenShipment(info.Document)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ("Corner Shop " + strings.Repeat("x", message.MaxRetailerName))[:message.MaxRetailerName]
+	if sh.Retailer != "R-CORNER" || sh.RetailerName != want {
+		t.Fatalf("shipment for %q named %q, want R-CORNER named %q", sh.Retailer, sh.RetailerName, want)
 	}
 }
 

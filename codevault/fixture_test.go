@@ -85,9 +85,9 @@ type fixture struct {
 // parties adapts the retailer registry to what the vault asks.
 type parties struct{ *retailer.Registry }
 
-func (p parties) RetailerOf(ctx context.Context, terminal string) (string, error) {
+func (p parties) RetailerOf(ctx context.Context, terminal string) (id, name string, err error) {
 	r, err := p.Registry.RetailerOf(ctx, terminal)
-	return r.ID, err
+	return r.ID, r.Name, err
 }
 
 func must[T any](t *testing.T) func(T, error) T {

@@ -11,7 +11,10 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/beevik/etree"
 	"github.com/google/uuid"
@@ -26,7 +29,8 @@ import (
 
 // Parties tells the vault who may receive stock (package retailer).
 type Parties interface {
-	RetailerOf(ctx context.Context, terminalID string) (string, error)
+	// RetailerOf returns the id and the name of the retailer a terminal belongs to.
+	RetailerOf(ctx context.Context, terminalID string) (id, name string, err error)
 	TerminalCertificate(ctx context.Context, terminalID string, at time.Time) (*x509.Certificate, error)
 	VendorCards(ctx context.Context, retailerID string, at time.Time) (map[string]*x509.Certificate, error)
 }
@@ -61,7 +65,7 @@ func shipKeyAAD(id, what, kekLabel string) []byte {
 // "out_of_stock" when the vault has none, "no_vendor_card" when the retailer has no card that
 // could unlock the stock, and not found for an unknown or revoked terminal.
 func (v *Vault) Ship(ctx context.Context, req ShipRequest) (ShipmentInfo, error) {
-	retailerID, termCert, cards, now, err := v.recipients(ctx, req)
+	to, err := v.recipients(ctx, req)
 	if err != nil {
 		return ShipmentInfo{}, err
 	}
@@ -75,10 +79,10 @@ func (v *Vault) Ship(ctx context.Context, req ShipRequest) (ShipmentInfo, error)
 		return ShipmentInfo{}, err
 	}
 	defer tx.Rollback(ctx)
-	info, err := v.ship(ctx, tx, req, retailerID, termCert, cards, now)
+	info, err := v.ship(ctx, tx, req, to)
 	if err != nil {
 		tx.Rollback(ctx)
-		v.refusedForCredit(ctx, retailerID, err, now)
+		v.refusedForCredit(ctx, to.retailerID, err, to.now)
 		return ShipmentInfo{}, err
 	}
 	// The log's lock is taken last, so concurrent shipments serialise only for the commit.
@@ -126,20 +130,27 @@ func setLogIndex(ctx context.Context, tx pgx.Tx, shipmentID string, idx int64, o
 	return err
 }
 
+// shipTo is who a shipment is for and who can open it.
+type shipTo struct {
+	retailerID   string
+	retailerName string // as the terminal's tickets print it, at most message.MaxRetailerName characters
+	termCert     *x509.Certificate
+	cards        map[string]*x509.Certificate // vendor id → card certificate
+	now          time.Time
+}
+
 // recipients checks a request and finds who can open its shipment: the terminal's
 // certificate and its retailer's active vendor cards.
-func (v *Vault) recipients(ctx context.Context, req ShipRequest) (string, *x509.Certificate, map[string]*x509.Certificate, time.Time, error) {
+func (v *Vault) recipients(ctx context.Context, req ShipRequest) (shipTo, error) {
 	now := v.now().UTC()
-	fail := func(err error) (string, *x509.Certificate, map[string]*x509.Certificate, time.Time, error) {
-		return "", nil, nil, now, err
-	}
+	fail := func(err error) (shipTo, error) { return shipTo{now: now}, err }
 	if v.parties == nil {
 		return fail(errors.New("codevault: no retailer registry configured"))
 	}
 	if req.Quantity <= 0 || req.Quantity > 100_000 {
 		return fail(evoucher.Errorf(evoucher.KindInvalid, "bad_quantity", "quantity %d is not between 1 and 100000", req.Quantity))
 	}
-	retailerID, err := v.parties.RetailerOf(ctx, req.Terminal)
+	retailerID, retailerName, err := v.parties.RetailerOf(ctx, req.Terminal)
 	if err != nil {
 		return fail(err)
 	}
@@ -154,12 +165,33 @@ func (v *Vault) recipients(ctx context.Context, req ShipRequest) (string, *x509.
 	if len(cards) == 0 {
 		return fail(evoucher.Errorf(evoucher.KindConflict, "no_vendor_card", "retailer %s has no active vendor card to unlock stock: enrol one first", retailerID))
 	}
-	return retailerID, termCert, cards, now, nil
+	return shipTo{retailerID: retailerID, retailerName: ticketName(retailerName), termCert: termCert, cards: cards, now: now}, nil
+}
+
+// ticketName is a registry name as a shipment carries it: spaces collapsed, control and
+// format characters dropped (most control characters cannot be written in XML 1.0) and cut to
+// message.MaxRetailerName characters, so that no terminal refuses the shipment for it. The
+// terminal strips again what a printer must not receive.
+func ticketName(name string) string {
+	name = strings.Map(func(r rune) rune {
+		switch {
+		case unicode.IsSpace(r):
+			return ' '
+		case !unicode.IsGraphic(r) || r == utf8.RuneError:
+			return -1
+		}
+		return r
+	}, name)
+	r := []rune(strings.Join(strings.Fields(name), " "))
+	if len(r) > message.MaxRetailerName {
+		r = r[:message.MaxRetailerName]
+	}
+	return strings.TrimSpace(string(r))
 }
 
 // ship does Ship's work in the caller's transaction.
-func (v *Vault) ship(ctx context.Context, tx pgx.Tx, req ShipRequest, retailerID string, termCert *x509.Certificate,
-	cards map[string]*x509.Certificate, now time.Time) (ShipmentInfo, error) {
+func (v *Vault) ship(ctx context.Context, tx pgx.Tx, req ShipRequest, to shipTo) (ShipmentInfo, error) {
+	termCert, cards, now := to.termCert, to.cards, to.now
 	var status, refill, currency string
 	var face int64
 	err := tx.QueryRow(ctx, `SELECT t.status, p.refill_template, p.face_value, p.currency FROM terminals t, products p
@@ -272,7 +304,7 @@ func (v *Vault) ship(ctx context.Context, tx pgx.Tx, req ShipRequest, retailerID
 	senv := message.Envelope{Type: "Shipment", ID: "sh-" + msgID, MessageID: msgID, Sender: message.Center, Recipient: req.Terminal, Created: now}
 	doc, err := v.sign(message.BuildShipment(message.Shipment{
 		Envelope:   senv,
-		ShipmentID: id, Retailer: retailerID, RefillTemplate: refill,
+		ShipmentID: id, Retailer: to.retailerID, RetailerName: to.retailerName, RefillTemplate: refill,
 		Product:       message.ShipmentProduct{Operator: req.Operator, Code: req.Product, FaceValue: face, Currency: currency},
 		TerminalShare: termEK, VendorShares: vendorEKs, Codes: sealed,
 	}))
@@ -397,7 +429,7 @@ func (v *Vault) ShareUpdates(ctx context.Context, terminalID string) ([][]byte, 
 		return nil, nil
 	}
 	now := v.now().UTC()
-	retailerID, err := v.parties.RetailerOf(ctx, terminalID)
+	retailerID, _, err := v.parties.RetailerOf(ctx, terminalID)
 	if err != nil {
 		return nil, err
 	}

@@ -397,7 +397,7 @@ func (v *Vault) order(ctx context.Context, peer pki.Identity, in inbound) ([]byt
 	// Who can open the shipment is looked up before the transaction opens: inside it, a
 	// second pool connection could wait for ever on a pool held by transactions like this one.
 	req := ShipRequest{Terminal: env.Sender, Operator: o.Operator, Product: o.Product, Quantity: o.Quantity}
-	retailerID, termCert, cards, now, err := v.recipients(ctx, req)
+	to, err := v.recipients(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -413,10 +413,10 @@ func (v *Vault) order(ctx context.Context, peer pki.Identity, in inbound) ([]byt
 		return nil, err
 	}
 	defer tx.Rollback(ctx)
-	s, err := v.ship(ctx, tx, req, retailerID, termCert, cards, now)
+	s, err := v.ship(ctx, tx, req, to)
 	if err != nil {
 		tx.Rollback(ctx)
-		v.refusedForCredit(ctx, retailerID, err, now)
+		v.refusedForCredit(ctx, to.retailerID, err, to.now)
 		return nil, err
 	}
 	// Logged last, the order then its shipment, so the log's lock is held only for the commit.

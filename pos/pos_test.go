@@ -56,6 +56,7 @@ func mustShop(t *testing.T, n int) *shop {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.RetailerName = "Corner Shop"
 	s := &shop{w: w, cards: map[string]pos.Card{}, out: &bytes.Buffer{}, dir: t.TempDir()}
 	for _, v := range []string{"V-1", "V-2"} {
 		if s.cards[v], err = w.Card(v, mustKey(t, "card")); err != nil {
@@ -121,7 +122,7 @@ func TestSell(t *testing.T) {
 	}
 	pin := s.pins[p.Sale.Serial]
 	text := s.out.String()
-	for _, want := range []string{"R-1", "terminal T-1", "OP-A P10", "10.00 EUR", p.Sale.Serial, "T-1-000001", "V-1", "*123*" + pin + "#"} {
+	for _, want := range []string{"Corner Shop (R-1)", "terminal T-1", "OP-A P10", "10.00 EUR", p.Sale.Serial, "T-1-000001", "V-1", "*123*" + pin + "#"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("ticket lacks %q:\n%s", want, text)
 		}

@@ -190,8 +190,8 @@ func (s *Store) AddShipment(sh message.Shipment, raw []byte) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(`INSERT INTO shipments (id, message_id, retailer, operator, product, face_value, currency, refill, document, received_at, shift_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ShipmentID, sh.MessageID, sh.Retailer, sh.Product.Operator, sh.Product.Code,
+		if _, err := tx.Exec(`INSERT INTO shipments (id, message_id, retailer, retailer_name, operator, product, face_value, currency, refill, document, received_at, shift_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ShipmentID, sh.MessageID, sh.Retailer, sh.RetailerName, sh.Product.Operator, sh.Product.Code,
 			sh.Product.FaceValue, sh.Product.Currency, sh.RefillTemplate, raw, ts(s.now()), shift); err != nil {
 			return err
 		}
@@ -370,6 +370,7 @@ type ShelfCode struct {
 	FaceValue          int64
 	Currency, Refill   string
 	Retailer           string
+	RetailerName       string // as the code's shipment carried it; "" from an older center
 	Expiry             time.Time
 	Sealed             []byte
 }
@@ -439,12 +440,12 @@ func (s *Store) Sell(product, vendor string, open func(ShelfCode) error) (Sale, 
 	return sale, err
 }
 
-const shelfColumns = `c.serial, c.shipment_id, c.operator, c.product, sh.face_value, sh.currency, sh.refill, sh.retailer, c.expiry, c.sealed`
+const shelfColumns = `c.serial, c.shipment_id, c.operator, c.product, sh.face_value, sh.currency, sh.refill, sh.retailer, sh.retailer_name, c.expiry, c.sealed`
 
 func scanShelf(row interface{ Scan(...any) error }, extra ...any) (ShelfCode, error) {
 	var c ShelfCode
 	var exp string
-	err := row.Scan(append([]any{&c.Serial, &c.ShipmentID, &c.Operator, &c.Product, &c.FaceValue, &c.Currency, &c.Refill, &c.Retailer, &exp, &c.Sealed}, extra...)...)
+	err := row.Scan(append([]any{&c.Serial, &c.ShipmentID, &c.Operator, &c.Product, &c.FaceValue, &c.Currency, &c.Refill, &c.Retailer, &c.RetailerName, &exp, &c.Sealed}, extra...)...)
 	c.Expiry, _ = time.Parse(time.DateOnly, exp)
 	return c, err
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/evoucher/evoucher/xml/message"
 )
@@ -18,7 +19,8 @@ type Ticket struct {
 	Product      string
 	FaceValue    int64 // minor units
 	Currency     string
-	Retailer     string
+	Retailer     string // the retailer's id
+	RetailerName string // the shop's name, printed before its id; "" prints the id alone
 	Terminal     string
 	Salesman     string
 	Time         time.Time
@@ -38,7 +40,7 @@ func (t Ticket) QRContent() string {
 // product's refill template with the PIN in place of {PIN}.
 func NewTicket(s Sale, terminal string, pin message.PIN, duplicate bool) Ticket {
 	t := Ticket{Duplicate: duplicate, TicketNo: s.Ticket, Serial: s.Serial, Operator: s.Operator, Product: s.Product,
-		FaceValue: s.FaceValue, Currency: s.Currency, Retailer: s.Retailer, Terminal: terminal, Salesman: s.Vendor,
+		FaceValue: s.FaceValue, Currency: s.Currency, Retailer: s.Retailer, RetailerName: s.RetailerName, Terminal: terminal, Salesman: s.Vendor,
 		Time: s.SoldAt, Expiry: s.Expiry, PIN: pin, Instructions: strings.ReplaceAll(s.Refill, "{PIN}", string(pin))}
 	t.DialString = t.Instructions
 	for _, w := range strings.Fields(t.Instructions) {
@@ -83,10 +85,11 @@ func (t Ticket) Lines(width int) []string {
 		width = 24
 	}
 	center := func(s string) string {
-		if len(s) >= width {
+		n := utf8.RuneCountInString(s)
+		if n >= width {
 			return s
 		}
-		return strings.Repeat(" ", (width-len(s))/2) + s
+		return strings.Repeat(" ", (width-n)/2) + s
 	}
 	rule := strings.Repeat("-", width)
 	pair := func(k, v string) string {
@@ -104,7 +107,10 @@ func (t Ticket) Lines(width int) []string {
 	if t.Duplicate {
 		add(center("*** DUPLICATE ***"), center("already sold - not a new code"))
 	}
-	add(center(t.Retailer), center("terminal "+t.Terminal), rule,
+	for _, l := range t.shopLines(width) {
+		add(center(l))
+	}
+	add(center("terminal "+t.Terminal), rule,
 		center(t.Operator+" "+t.Product), center(Money(t.FaceValue, t.Currency)), rule,
 		center("PIN"), center(groupPIN(string(t.PIN))), rule)
 	add(wrap("To recharge: "+t.Instructions, width)...)
@@ -119,6 +125,30 @@ func (t Ticket) Lines(width int) []string {
 	return out
 }
 
+// maxNameLines bounds the lines a shop's name takes on a ticket.
+const maxNameLines = 2
+
+// shopLines is the ticket's heading: "Corner Shop (R-CORNER)" on one line when it fits, else
+// the name on up to maxNameLines lines and "(R-CORNER)" below; the id alone when the name is
+// missing or has nothing printable.
+func (t Ticket) shopLines(width int) []string {
+	// Bounded and without control characters (printable): an ESC/POS printer takes control
+	// bytes for commands. The name is signed by the center, but typed into its registry.
+	name := strings.Join(strings.Fields(printable(t.RetailerName, message.MaxRetailerName)), " ")
+	if name == "" {
+		return []string{t.Retailer}
+	}
+	if one := name + " (" + t.Retailer + ")"; utf8.RuneCountInString(one) <= width {
+		return []string{one}
+	}
+	lines := wrap(name, width)
+	if len(lines) > maxNameLines {
+		last := []rune(lines[maxNameLines-1])
+		lines = append(lines[:maxNameLines-1], string(last[:min(len(last), width-3)])+"...")
+	}
+	return append(lines, "("+t.Retailer+")")
+}
+
 // Text renders the ticket at width columns, one line each, ending with a newline.
 func (t Ticket) Text(width int) string { return strings.Join(t.Lines(width), "\n") + "\n" }
 
@@ -127,16 +157,16 @@ func wrap(s string, width int) []string {
 	var out []string
 	line := ""
 	for _, w := range strings.Fields(s) {
-		for len(w) > width {
+		for r := []rune(w); len(r) > width; r = []rune(w) {
 			if line != "" {
 				out, line = append(out, line), ""
 			}
-			out, w = append(out, w[:width]), w[width:]
+			out, w = append(out, string(r[:width])), string(r[width:])
 		}
 		switch {
 		case line == "":
 			line = w
-		case len(line)+1+len(w) <= width:
+		case utf8.RuneCountInString(line)+1+utf8.RuneCountInString(w) <= width:
 			line += " " + w
 		default:
 			out, line = append(out, line), w

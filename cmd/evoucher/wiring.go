@@ -200,7 +200,7 @@ func readCertPEM(path string) (*x509.Certificate, error) {
 // parties adapts the retailer registry to what the vault asks of it.
 type parties struct{ *retailer.Registry }
 
-func (p parties) RetailerOf(ctx context.Context, terminal string) (string, error) {
+func (p parties) RetailerOf(ctx context.Context, terminal string) (id, name string, err error) {
 	r, err := p.Registry.RetailerOf(ctx, terminal)
-	return r.ID, err
+	return r.ID, r.Name, err
 }

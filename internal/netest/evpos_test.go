@@ -253,6 +253,10 @@ func TestEvposAgainstServer(t *testing.T) {
 	if len(tk) != 1 || tk[0].pin == "" || pins[tk[0].serial] != tk[0].pin {
 		t.Fatalf("ticket %+v: its PIN is not what the operator uploaded for that serial", tk)
 	}
+	// The shop's name, as the center's registry has it, came with the shipment.
+	if b, err := os.ReadFile(printer); err != nil || !strings.Contains(string(b), "Corner Shop (R-1)") {
+		t.Fatalf("the ticket does not name the shop as \"Corner Shop (R-1)\" (%v):\n%s", err, b)
+	}
 	if got := query(`SELECT count(*) FROM sales`); got != 0 {
 		t.Fatalf("center: %d sales before any report (offline mode)", got)
 	}

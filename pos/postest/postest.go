@@ -35,13 +35,15 @@ import (
 // World is a CA and a center around one terminal.
 type World struct {
 	Retailer string
-	CA       *x509.Certificate
-	caKey    *rsa.PrivateKey
-	Sign     *x509.Certificate
-	signKey  *rsa.PrivateKey
-	Enc      *x509.Certificate
-	EncKey   *rsa.PrivateKey
-	Term     *pos.Terminal
+	// RetailerName is the shop's name its shipments carry; "" sends none (as an older center).
+	RetailerName string
+	CA           *x509.Certificate
+	caKey        *rsa.PrivateKey
+	Sign         *x509.Certificate
+	signKey      *rsa.PrivateKey
+	Enc          *x509.Certificate
+	EncKey       *rsa.PrivateKey
+	Term         *pos.Terminal
 
 	mu       sync.Mutex
 	serial   int64
@@ -165,7 +167,7 @@ func (w *World) Shipment(id, product string, first, n int, cards ...pos.Card) ([
 	if err != nil {
 		return nil, nil, err
 	}
-	sh := message.Shipment{Envelope: w.env("sh-"), ShipmentID: id, Retailer: w.Retailer,
+	sh := message.Shipment{Envelope: w.env("sh-"), ShipmentID: id, Retailer: w.Retailer, RetailerName: w.RetailerName,
 		Product:        message.ShipmentProduct{Operator: "OP-A", Code: product, FaceValue: 1000, Currency: "EUR"},
 		RefillTemplate: "Dial *123*{PIN}# then press call", TerminalShare: tsEl, VendorShares: map[string]*etree.Element{}}
 	for _, c := range cards {

@@ -10,13 +10,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beevik/etree"
 )
 
 // The distribution documents, center ↔ terminal:
 //
-//	Shipment      center → terminal   ShipmentId, Retailer, Product (Operator, Code, FaceValue,
+//	Shipment      center → terminal   ShipmentId, Retailer, RetailerName? (the shop's name for its
+//	                                  tickets, at most MaxRetailerName characters; absent from
+//	                                  shipments of older centers), Product (Operator, Code, FaceValue,
 //	                                  Currency), RefillTemplate, KeyShares (TerminalShare and one
 //	                                  VendorShare per active card, each an xenc:EncryptedKey of a
 //	                                  32-byte share; the shipment key is their XOR), Codes: a line
@@ -54,12 +57,17 @@ type Shipment struct {
 	Envelope
 	ShipmentID     string
 	Retailer       string
+	RetailerName   string // the shop's name as its tickets show it; "" when the center sent none
 	Product        ShipmentProduct
 	RefillTemplate string
 	TerminalShare  *etree.Element            // xenc:EncryptedKey to the terminal
 	VendorShares   map[string]*etree.Element // vendor id → xenc:EncryptedKey to its card
 	Codes          []SealedCode
 }
+
+// MaxRetailerName bounds a Shipment's RetailerName, in characters: a ticket prints it on two
+// lines at most.
+const MaxRetailerName = 64
 
 // ShipmentAAD is the additional data a shipment's PIN ciphertext is bound to.
 func ShipmentAAD(shipmentID, serial string) []byte {
@@ -83,6 +91,9 @@ func BuildShipment(s Shipment) *etree.Document {
 	doc, root := newRoot("Shipment", s.Envelope)
 	addText(root, "ShipmentId", s.ShipmentID)
 	addText(root, "Retailer", s.Retailer)
+	if s.RetailerName != "" {
+		addText(root, "RetailerName", s.RetailerName)
+	}
 	p := root.CreateElement("Product")
 	p.CreateAttr("Operator", s.Product.Operator)
 	p.CreateAttr("Code", s.Product.Code)
@@ -122,6 +133,13 @@ func ReadShipment(root *etree.Element) (Shipment, error) {
 	s.RefillTemplate, errs[2] = childText(root, "RefillTemplate")
 	if err := first(errs[:]...); err != nil {
 		return Shipment{}, err
+	}
+	// Optional: shipments signed before the name travelled have none.
+	if s.RetailerName, err = optionalChildText(root, "RetailerName"); err != nil {
+		return Shipment{}, err
+	}
+	if utf8.RuneCountInString(s.RetailerName) > MaxRetailerName {
+		return Shipment{}, invalid("malformed", "RetailerName is longer than %d characters", MaxRetailerName)
 	}
 	p, err := child(root, "Product")
 	if err != nil {

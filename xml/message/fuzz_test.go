@@ -41,6 +41,7 @@ func FuzzParse(f *testing.F) {
 		_, _ = message.ReadBatchReceipt(doc.Root())
 		_, _ = message.ReadPurchaseOrder(doc.Root())
 		_, _ = message.ReadStatement(doc.Root())
+		_, _ = message.ReadShipment(doc.Root())
 	})
 }
 

@@ -24,7 +24,9 @@
 // the ciphertext inside the authenticated plaintext: HeaderDigest is the SHA-256 of the
 // header's fields (HeaderBinding), and BatchId and Part must match the header.
 // CodesDigest is the SHA-256 of the lines "serial,pin,expiry\n" of the part, in order.
-// Examples of each document are in testdata/.
+// The distribution documents between the center and terminals (Shipment, ShipmentAck,
+// SalesReport, …) are listed in distribution.go.
+// Examples of each document are in testdata/ (Shipment.xml unsigned, its key shares stand-ins).
 //
 // The package never decrypts or verifies: it builds and reads documents for dsig and xenc.
 package message
@@ -157,4 +159,14 @@ func childText(el *etree.Element, tag string) (string, error) {
 		return "", invalid("malformed", "%s must hold text only", tag)
 	}
 	return c.Text(), nil
+}
+
+// optionalChildText is childText for an element that may be absent: "" then.
+func optionalChildText(el *etree.Element, tag string) (string, error) {
+	for _, c := range el.ChildElements() {
+		if c.Tag == tag && c.NamespaceURI() == NS {
+			return childText(el, tag)
+		}
+	}
+	return "", nil
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/evoucher/evoucher/xml/message"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/Statement.xml")
+var update = flag.Bool("update", false, "rewrite the golden files testdata/Statement.xml and testdata/Shipment.xml")
 
 func exampleStatement() message.Statement {
 	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
