@@ -353,6 +353,22 @@ func loadCA(g *globals, cf *clientFlags) (*x509.Certificate, error) {
 	return ca, nil
 }
 
+// operatorGet opens the operator's mTLS session, GETs path from the center and decodes its
+// JSON answer into out; it returns who the center sees and the CA to verify documents with.
+func operatorGet(g *globals, k *keyFlags, cf *clientFlags, path string, out any) (pki.Identity, *x509.Certificate, error) {
+	me, ca, hc, release, err := operatorSession(g, k, cf)
+	if err != nil {
+		return pki.Identity{}, nil, err
+	}
+	defer release()
+	resp, err := hc.Get(cf.server + path)
+	if err != nil {
+		return pki.Identity{}, nil, err
+	}
+	defer resp.Body.Close()
+	return me, ca, decodeAnswer(resp, http.StatusOK, out)
+}
+
 func newOrdersCmd(g *globals) *cobra.Command {
 	var (
 		k     keyFlags
@@ -365,18 +381,9 @@ func newOrdersCmd(g *globals) *cobra.Command {
 		Example: `  evoucher operator orders --hsm-token op-acme --key-label sign --cert op-sign.pem`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			me, ca, hc, release, err := operatorSession(g, &k, &cf)
-			if err != nil {
-				return err
-			}
-			defer release()
-			resp, err := hc.Get(cf.server + "/v1/operator/orders?state=" + state)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
 			var orders []api.OrderInfo
-			if err := decodeAnswer(resp, http.StatusOK, &orders); err != nil {
+			me, ca, err := operatorGet(g, &k, &cf, "/v1/operator/orders?state="+state, &orders)
+			if err != nil {
 				return err
 			}
 			if len(orders) == 0 {
@@ -414,18 +421,9 @@ func newStatementsCmd(g *globals) *cobra.Command {
 		Example: `  evoucher operator statements --hsm-token op-acme --key-label sign --cert op-sign.pem --out statements/`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			me, ca, hc, release, err := operatorSession(g, &k, &cf)
-			if err != nil {
-				return err
-			}
-			defer release()
-			resp, err := hc.Get(cf.server + "/v1/operator/statements")
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
 			var list []api.StatementInfo
-			if err := decodeAnswer(resp, http.StatusOK, &list); err != nil {
+			me, ca, err := operatorGet(g, &k, &cf, "/v1/operator/statements", &list)
+			if err != nil {
 				return err
 			}
 			if len(list) == 0 {
