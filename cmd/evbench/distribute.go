@@ -177,12 +177,12 @@ func distribute(ctx context.Context, c distConfig) error {
 			return err
 		}
 	}
-	cpu0, pg0 := serverCPU(srvs), pgCPU(ctx, n)
+	cpu0, pg0 := serverCPU(srvs), backendCPU(ctx, n.DB)
 	answers, ship, err := burst(ctx, terms, srvs, orders)
 	if err != nil {
 		return fmt.Errorf("orders: %w", err)
 	}
-	shipCPU, shipPG := serverCPU(srvs)-cpu0, pgCPUSince(ctx, n, pg0)
+	shipCPU, shipPG := serverCPU(srvs)-cpu0, backendCPUSince(ctx, n.DB, pg0)
 	shipped, unverifiable := 0, 0
 	held := make([][]string, len(terms))
 	for i, a := range answers {
@@ -246,12 +246,12 @@ func distribute(ctx context.Context, c distConfig) error {
 			return err
 		}
 	}
-	cpu0, pg0 = serverCPU(srvs), pgCPU(ctx, n)
+	cpu0, pg0 = serverCPU(srvs), backendCPU(ctx, n.DB)
 	answers, rep, err := burst(ctx, terms, srvs, reports)
 	if err != nil {
 		return fmt.Errorf("sales reports: %w", err)
 	}
-	repCPU, repPG := serverCPU(srvs)-cpu0, pgCPUSince(ctx, n, pg0)
+	repCPU, repPG := serverCPU(srvs)-cpu0, backendCPUSince(ctx, n.DB, pg0)
 	for i, a := range answers {
 		rc, err := terms[i].OpenReceipt(a)
 		if err != nil || rc.Status != message.StatusAccepted {
@@ -382,12 +382,12 @@ func floorReserve(ctx context.Context, net *netest.Network, table string, n, bat
 			lat[i] = time.Since(s)
 		})
 	}
-	pg0 := pgCPU(ctx, net)
+	pg0 := backendCPU(ctx, net.DB)
 	t0 := time.Now()
 	close(start)
 	wg.Wait()
 	wall := time.Since(t0)
-	return timing{wall: wall, latencies: lat}, pgCPUSince(ctx, net, pg0), errors.Join(errs...)
+	return timing{wall: wall, latencies: lat}, backendCPUSince(ctx, net.DB, pg0), errors.Join(errs...)
 }
 
 // shippingSlots is how many shipments a server builds at once: codevault's default
@@ -403,32 +403,6 @@ func serverCPU(srvs []*netest.Server) time.Duration {
 		total += procCPU(s.Pid())
 	}
 	return total
-}
-
-// cpuSample is the CPU time used so far by each PostgreSQL backend serving the network's
-// database, when the server runs on this machine (else empty).
-func pgCPU(ctx context.Context, n *netest.Network) map[int]time.Duration {
-	out := map[int]time.Duration{}
-	rows, err := n.DB.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
-	if err != nil {
-		return out
-	}
-	pids, _ := pgx.CollectRows(rows, pgx.RowTo[int32])
-	for _, pid := range pids {
-		if d := procCPU(int(pid)); d > 0 {
-			out[int(pid)] = d
-		}
-	}
-	return out
-}
-
-// pgCPUSince is the CPU the database's backends used since before was sampled.
-func pgCPUSince(ctx context.Context, n *netest.Network, before map[int]time.Duration) time.Duration {
-	var d time.Duration
-	for pid, t := range pgCPU(ctx, n) {
-		d += t - before[pid]
-	}
-	return d
 }
 
 // procCPU is a process's CPU time (user + system) from /proc, 0 when unreadable.
