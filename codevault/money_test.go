@@ -293,6 +293,23 @@ func TestMoneyPayOnSale(t *testing.T) {
 			t.Fatal("a credit refusal raised a security alarm")
 		}
 	})
+	t.Run("ErrOutOfStockIsNoSecurityMatter", func(t *testing.T) {
+		// OP-B has no codes in the vault: the order is refused and journaled, the vault's own
+		// stock alarms tell the manager, and no security alarm cries wolf.
+		o, err := s.term.Order("OP-B", "P10", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.vault.Receive(ctx, terminalPeer("T-2"), o); evoucher.ReasonOf(err) != "out_of_stock" {
+			t.Fatalf("StockOrder with no stock: %v", err)
+		}
+		if f.count(t, `SELECT count(*) FROM refused_messages WHERE reason = 'out_of_stock'`) != 1 {
+			t.Fatal("the refused StockOrder was not journaled")
+		}
+		if f.count(t, `SELECT count(*) FROM alarms WHERE kind = 'security'`) != 0 {
+			t.Fatal("an order refused for lack of stock raised a security alarm")
+		}
+	})
 	t.Run("ErrCurrencyInUse", func(t *testing.T) {
 		// The 5 consigned codes are unsold: the balance is still zero, but they will be charged
 		// in EUR when sold, and the credit check counts them in the account's currency.
