@@ -34,7 +34,7 @@ clean: ## remove build output
 bench-ingest: deps build ## seal and ingest a 1,000,000-code lot; floor: plain COPY of the same rows; xmlsec1 for comparison
 	scripts/with-postgres.sh $(GO) run ./cmd/evbench ingest -codes $${CODES:-1000000}
 
-bench-distribute: deps build ## 100 terminals order 1,000 codes each at once over mTLS, then report their sales; floor: plain UPDATE … SKIP LOCKED of the same rows
+bench-distribute: deps build ## 100 terminals (retailers with money terms) order 1,000 codes each at once over mTLS, then report their sales; floor: plain UPDATE … SKIP LOCKED of the same rows
 	scripts/with-postgres.sh $(GO) run ./cmd/evbench distribute -terminals $${TERMINALS:-100} -codes $${CODES:-1000} -sales $${SALES:-900}
 
 .PHONY: bench-audit
