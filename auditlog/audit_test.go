@@ -120,8 +120,8 @@ func (e *auditEnv) append(t *testing.T, n int) {
 func (e *auditEnv) tamper(t *testing.T, sqls ...string) {
 	t.Helper()
 	ctx := context.Background()
-	for _, q := range append(append([]string{`ALTER TABLE log_entries DISABLE TRIGGER USER`, `ALTER TABLE log_nodes DISABLE TRIGGER USER`}, sqls...),
-		`ALTER TABLE log_entries ENABLE TRIGGER USER`, `ALTER TABLE log_nodes ENABLE TRIGGER USER`) {
+	for _, q := range append(append([]string{`ALTER TABLE log_leaves DISABLE TRIGGER USER`, `ALTER TABLE log_messages DISABLE TRIGGER USER`, `ALTER TABLE log_nodes DISABLE TRIGGER USER`}, sqls...),
+		`ALTER TABLE log_leaves ENABLE TRIGGER USER`, `ALTER TABLE log_messages ENABLE TRIGGER USER`, `ALTER TABLE log_nodes ENABLE TRIGGER USER`) {
 		if _, err := e.db.Exec(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -152,25 +152,26 @@ func TestAudit(t *testing.T) {
 		reason   string
 	}{
 		{"ErrByteChanged", func(t *testing.T, e *auditEnv) {
-			e.tamper(t, `UPDATE log_entries SET data = overlay(data placing '9' from 300 for 1) WHERE idx = 2`)
+			e.tamper(t, `UPDATE log_messages SET data = overlay(data placing '9' from 300 for 1) WHERE id = (SELECT message FROM log_leaves WHERE idx = 2)`)
 		}, false, "bad_digest"},
 		{"ErrDeleted", func(t *testing.T, e *auditEnv) {
-			e.tamper(t, `DELETE FROM log_entries WHERE idx = 3`)
+			e.tamper(t, `DELETE FROM log_leaves WHERE idx = 3`)
 		}, false, "missing_entries"},
 		{"ErrSwapped", func(t *testing.T, e *auditEnv) {
-			e.tamper(t, `UPDATE log_entries SET idx = 1000000 WHERE idx = 1`, `UPDATE log_entries SET idx = 1 WHERE idx = 4`, `UPDATE log_entries SET idx = 4 WHERE idx = 1000000`)
+			e.tamper(t, `UPDATE log_leaves SET idx = 1000000 WHERE idx = 1`, `UPDATE log_leaves SET idx = 1 WHERE idx = 4`, `UPDATE log_leaves SET idx = 4 WHERE idx = 1000000`)
 		}, false, "root_mismatch"},
 		{"ErrAppendedWithoutTree", func(t *testing.T, e *auditEnv) {
 			// An entry slipped in by hand at the end (the size follows the entries), with the
 			// leaf hash of another: the next checkpoint's root does not match the entries.
 			raw := e.sign(99)
-			if _, err := e.db.Exec(context.Background(), `INSERT INTO log_entries (idx, leaf_hash, type, sender, recipient, message_id, logged_at, data)
-				SELECT 6, leaf_hash, type, sender, recipient, message_id, logged_at, $1 FROM log_entries WHERE idx = 5`, raw); err != nil {
+			if _, err := e.db.Exec(context.Background(), `WITH m AS (INSERT INTO log_messages (type, sender, recipient, message_id, logged_at, data)
+					SELECT type, sender, recipient, message_id, logged_at, $1 FROM log_entries WHERE idx = 5 RETURNING id)
+				INSERT INTO log_leaves (idx, leaf_hash, message) SELECT 6, leaf_hash, m.id FROM log_leaves, m WHERE idx = 5`, raw); err != nil {
 				t.Fatal(err)
 			}
 		}, false, ""},
 		{"ErrRolledBack", func(t *testing.T, e *auditEnv) {
-			e.tamper(t, `DELETE FROM log_entries WHERE idx >= 4`, `DELETE FROM log_checkpoints`, `DELETE FROM log_nodes`)
+			e.tamper(t, `DELETE FROM log_leaves WHERE idx >= 4`, `DELETE FROM log_checkpoints`, `DELETE FROM log_nodes`)
 			// Rebuild a consistent smaller tree: the log as it was at 4 entries.
 			rebuildState(t, e)
 		}, true, "rollback"},
@@ -245,7 +246,7 @@ func rebuildState(t *testing.T, e *auditEnv) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.tamper(t, `DELETE FROM log_entries`)
+	e.tamper(t, `DELETE FROM log_leaves`, `DELETE FROM log_messages`)
 	tx, _ := e.db.Begin(ctx)
 	for _, en := range es {
 		en := en

@@ -39,16 +39,18 @@ var factory = &compact.RangeFactory{Hash: hasher.HashChildren}
 // LeafHash is the RFC 6962 hash of a logged message.
 func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
 
-// Append adds entries to the log in the caller's transaction and returns the index of the
-// first. It takes the log's advisory lock, which serialises appends until the transaction ends:
-// call it last, just before committing, so the lock is held briefly. Entry indexes are set.
-// The transaction must be READ COMMITTED (pgx's and PostgreSQL's default).
+// Append adds entries to the log through q and returns the index of the first. q is the
+// caller's transaction (a pgx.Tx), where the entries record its effects, or a pool or
+// connection, where the append is a transaction of its own. It takes the log's advisory lock,
+// which serialises appends until the transaction ends: in a transaction, call it last, just
+// before committing, so the lock is held briefly. Entry indexes are set. The transaction must
+// be READ COMMITTED (pgx's and PostgreSQL's default).
 //
 // Leaf hashes are computed here, before the lock; then one statement (the log_append function,
-// migration 0012) takes the lock, reads the tree's size from the entries, computes the inner
-// nodes the append completes and inserts entries and nodes. Nothing is updated: the lock is
-// held for that one round trip and the caller's COMMIT.
-func Append(ctx context.Context, tx pgx.Tx, entries ...*Entry) (uint64, error) {
+// migrations 0012 and 0013) writes the messages, takes the lock, reads the tree's size from its
+// leaves, computes the inner nodes the append completes and inserts leaves and nodes. Nothing
+// is updated: the lock is held for the end of that one round trip and the caller's COMMIT.
+func Append(ctx context.Context, q Querier, entries ...*Entry) (uint64, error) {
 	if len(entries) == 0 {
 		return 0, errors.New("auditlog: nothing to append")
 	}
@@ -68,7 +70,7 @@ func Append(ctx context.Context, tx pgx.Tx, entries ...*Entry) (uint64, error) {
 		times[i], data[i] = e.Time.UTC(), e.Data
 	}
 	var first int64
-	if err := tx.QueryRow(ctx, `SELECT log_append($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])`,
+	if err := q.QueryRow(ctx, `SELECT log_append($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])`,
 		leaves, types, senders, recipient, messageID, times, data).Scan(&first); err != nil {
 		return 0, fmt.Errorf("auditlog: append entries: %w", err)
 	}
@@ -99,7 +101,7 @@ func New(db *pgxpool.Pool, signer *Signer, now func() time.Time) (*Log, error) {
 // Size returns the number of entries.
 func (l *Log) Size(ctx context.Context) (uint64, error) {
 	var n int64
-	err := l.db.QueryRow(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM log_entries`).Scan(&n)
+	err := l.db.QueryRow(ctx, `SELECT coalesce(max(idx) + 1, 0) FROM log_leaves`).Scan(&n)
 	return uint64(n), err
 }
 

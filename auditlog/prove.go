@@ -27,7 +27,7 @@ func nodeHashes(ctx context.Context, q Querier, ids []compact.NodeID) ([][]byte,
 	}
 	var out [][]byte
 	err := q.QueryRow(ctx, `SELECT array_agg(CASE WHEN x.level = 0
-			THEN (SELECT leaf_hash FROM log_entries WHERE idx = x.idx)
+			THEN (SELECT leaf_hash FROM log_leaves WHERE idx = x.idx)
 			ELSE (SELECT hash FROM log_nodes WHERE level = x.level AND idx = x.idx) END ORDER BY x.o)
 		FROM unnest($1::smallint[], $2::bigint[]) WITH ORDINALITY AS x(level, idx, o)`, levels, idx).Scan(&out)
 	if err != nil {
