@@ -74,7 +74,26 @@ func agree(t testing.TB, b []byte) (verdict, bool) {
 	if c := decide(t, verifyCached, b); c != got {
 		t.Fatalf("Verifier with a certificate cache: %s, Verify: %s, for\n%s", c, got, b)
 	}
+	agreeRoot(t, b)
 	return got, true
+}
+
+// agreeRoot fails unless VerifyRoot decides as Verify does on b, and returns the root of the
+// element Verify returns, without children.
+func agreeRoot(t testing.TB, b []byte) {
+	t.Helper()
+	full, _, err := cached.Verify(mustParse(t, b), acceptAll)
+	head, cert, herr := cached.VerifyRoot(mustParse(t, b), acceptAll)
+	switch {
+	case err != nil || herr != nil:
+		if evoucher.ReasonOf(err) != evoucher.ReasonOf(herr) || head != nil || cert != nil {
+			t.Fatalf("VerifyRoot: %v, Verify: %v, for\n%s", herr, err, b)
+		}
+	case head.Tag != full.Tag || head.Space != full.Space || head.NamespaceURI() != full.NamespaceURI() || len(head.Child) != 0:
+		t.Fatalf("VerifyRoot returned <%s> in %q with %d children, Verify <%s> in %q", head.FullTag(), head.NamespaceURI(), len(head.Child), full.FullTag(), full.NamespaceURI())
+	case !sameAttrs(head.Attr, full.Attr):
+		t.Fatalf("VerifyRoot returned the attributes %v, Verify %v", head.Attr, full.Attr)
+	}
 }
 
 // agreeCorpus is the saved valid and hostile documents, and the profile's documents signed

@@ -3,19 +3,21 @@
 // the root by its Id (URI="#Id"), the transforms enveloped-signature then exclusive c14n,
 // exclusive c14n for SignedInfo, RSA-SHA256 (keys of at least 2048 bits) over a SHA-256
 // digest, and a KeyInfo carrying exactly the signer's certificate. It signs with goxmldsig on
-// etree and verifies with goxmldsig's canonicalization.
+// etree and verifies against the canonical form goxmldsig's etreeutils makes, streamed into
+// SHA-256 straight from the parsed tree (c14n.go).
 //
 // Verify checks the whole profile on the parsed document before any cryptography, asks the
 // caller's Trust whether the signer's certificate is acceptable (package pki decides chain,
 // role, revocation and validity at the message's time), and only then checks the signature:
 // SignedInfo, in exclusive canonical form, under the certificate's key, then the
-// digest of the root without its signature, in exclusive canonical form (goxmldsig's
-// canonicalization, without its Validate, which found, decoded and re-parsed the signature and
-// the content again for every message; a test and a fuzz target hold the two to the same
-// decisions). It returns the element that the signature covers, the canonical copy of the root
-// whose digest was checked: callers read that element, never the parsed document, so content
-// outside the signature (wrapping attacks) or invisible to the canonical form (comments) cannot
-// reach them. Documents with comments, processing instructions or a DOCTYPE are refused outright.
+// digest of the root without its signature, in exclusive canonical form (byte for byte
+// goxmldsig's canonicalization, without its Validate, which found, decoded and re-parsed the
+// signature and the content again for every message, nor its copies of the tree; tests and fuzz
+// targets hold the stream to etreeutils and Verify to Validate). It returns the element that
+// the signature covers, the canonical copy of the root whose digest was checked, made once the
+// digest matched (VerifyRoot returns that copy's root alone, for callers that read only its
+// attributes): callers read that element, never the parsed document, so content outside the
+// signature (wrapping attacks) or invisible to the canonical form (comments) cannot reach them. Documents with comments, processing instructions or a DOCTYPE are refused outright.
 //
 // The package never parses bytes (size and depth limits belong to the caller's parser, package
 // message), never decides whether a certificate is trusted, and never reads configuration.

@@ -1,6 +1,7 @@
 package dsig
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -47,4 +48,39 @@ func VerifyGoxmldsig(doc *etree.Document, trust Trust) (*etree.Element, *x509.Ce
 		return nil, nil, evoucher.Errorf(evoucher.KindInvalid, "bad_signature", "%v", err)
 	}
 	return el, p.cert, nil
+}
+
+// ErrFallback is errFallback, for the canonicalization tests.
+var ErrFallback = errFallback
+
+// CanonicalStream is el's exclusive canonical form as Verify streams it into SHA-256, with
+// what digestExcC14N returns for it: the digest, and el's canonical attributes. It returns
+// ErrFallback for the inputs the stream leaves to etreeutils.
+func CanonicalStream(el *etree.Element, skip int, inherit bool) (b []byte, sum [32]byte, top []etree.Attr, err error) {
+	var buf bytes.Buffer
+	if err := writeExcC14N(&buf, el, skip, inherit); err != nil {
+		return nil, sum, nil, err
+	}
+	sum, top, err = digestExcC14N(el, skip, inherit, true)
+	return buf.Bytes(), sum, top, err
+}
+
+// CanonicalEtreeutils is el's exclusive canonical form as goxmldsig's etreeutils makes it:
+// NSBuildParentContext and NSDetatch when inherit, a copy without its child at index skip
+// otherwise, TransformExcC14n, and etree's WriteTo with goxmldsig's settings.
+func CanonicalEtreeutils(el *etree.Element, skip int, inherit bool) ([]byte, *etree.Element, error) {
+	cp, err := canonicalCopy(el, skip, inherit)
+	if err != nil {
+		return nil, nil, err
+	}
+	var buf bytes.Buffer
+	cp.WriteTo(&buf, &canonicalWrite)
+	return buf.Bytes(), cp, nil
+}
+
+// ScanDocument reports whether doc passes the document-level checks of Verify, which come
+// before any canonicalization.
+func ScanDocument(doc *etree.Document) error {
+	_, err := scanDocument(doc, false)
+	return err
 }

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/beevik/etree"
-	"github.com/russellhaering/goxmldsig/etreeutils"
 
 	"github.com/evoucher/evoucher"
 )
@@ -53,6 +52,29 @@ func NewVerifier() *Verifier { return &Verifier{} }
 
 // Verify is the package's Verify, with the verifier's certificate cache.
 func (v *Verifier) Verify(doc *etree.Document, trust Trust) (signed *etree.Element, cert *x509.Certificate, err error) {
+	return v.verify(doc, trust, coveredTree)
+}
+
+// VerifyRoot verifies doc as Verify does, with the same refusals, for callers that read only
+// the signed root element's own name and attributes (an auditor matching a log's entries with
+// their messages): in place of the canonical copy of the whole tree the signature covers, it
+// returns that copy's root alone, without children: the root's name, and its attributes and
+// rendered namespace declarations in exclusive canonical form and order, so that Tag,
+// NamespaceURI and SelectAttrValue read on it what they read on Verify's element. It costs
+// no copy of the tree.
+func (v *Verifier) VerifyRoot(doc *etree.Document, trust Trust) (root *etree.Element, cert *x509.Certificate, err error) {
+	return v.verify(doc, trust, coveredRoot)
+}
+
+// covered is what verifySignature returns of the element the signature covers.
+type covered int
+
+const (
+	coveredTree covered = iota // its canonical copy, whole (Verify)
+	coveredRoot                // the root of that copy alone, without children (VerifyRoot)
+)
+
+func (v *Verifier) verify(doc *etree.Document, trust Trust, want covered) (*etree.Element, *x509.Certificate, error) {
 	var cache *certCache
 	if v != nil {
 		cache = &v.certs
@@ -75,7 +97,7 @@ func (v *Verifier) Verify(doc *etree.Document, trust Trust) (signed *etree.Eleme
 	if err := trust(p.cert); err != nil {
 		return nil, nil, fmt.Errorf("signer %q (certificate %s) refused: %w", p.cert.Subject.CommonName, p.cert.SerialNumber.Text(16), err)
 	}
-	el, err := verifySignature(s.root, sig, p)
+	el, err := verifySignature(s.root, sig, p, want)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,53 +109,70 @@ var canonicalWrite = etree.WriteSettings{CanonicalAttrVal: true, CanonicalEndTag
 
 // canonicalHash returns the SHA-256 of el, which must already be in canonical form, serialized
 // as goxmldsig serializes it.
-func canonicalHash(el *etree.Element) []byte {
+func canonicalHash(el *etree.Element) [sha256.Size]byte {
 	h := sha256.New()
 	w := bufio.NewWriterSize(h, 4096)
 	el.WriteTo(w, &canonicalWrite)
 	_ = w.Flush() // a hash never fails to write
-	return h.Sum(nil)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // verifySignature does the cryptographic half of the profile, on a signature that
-// checkSignature has accepted, exactly as goxmldsig's Validate does for such a signature (the
-// same canonicalization code, in the same order: SignedInfo, then the digest) but without
-// its general machinery: finding the signature again, decoding it with encoding/xml,
-// serializing and parsing SignedInfo and the signed content once more. SignedInfo, detached
-// with the namespaces in scope and in exclusive canonical form, must verify under the
-// certificate's key; then the root, without its signature and in exclusive canonical form,
-// must hash to the Reference's digest. That canonical copy of the root is what it returns: the
-// tree the digest was computed over. The values it checks (SignatureValue, DigestValue) are
-// read from the elements whose canonical form it verifies. TestAgreesWithGoxmldsig and
+// checkSignature has accepted, deciding as goxmldsig's Validate does for such a signature
+// (the same canonical forms, in the same order: SignedInfo, then the digest) but without its
+// general machinery: finding the signature again, decoding it with encoding/xml, copying,
+// serializing and parsing SignedInfo and the signed content once more. SignedInfo, in
+// exclusive canonical form with the namespaces in scope, must verify under the certificate's
+// key; then the root, without its signature and in exclusive canonical form, must hash to the
+// Reference's digest. Both canonical forms are streamed into SHA-256 from the parsed tree
+// (digestExcC14N), or, for the odd inputs that the stream leaves to it, made with etreeutils
+// as goxmldsig makes them. Only once the digest matches does it make what it returns: the
+// canonical copy of the root, the tree the digest was computed over (coveredTree), or that
+// copy's root alone (coveredRoot). The values it checks (SignatureValue, DigestValue) are read
+// from the elements whose canonical form it verifies. TestAgreesWithGoxmldsig and
 // FuzzAgreesWithGoxmldsig check that it decides as Validate does.
-func verifySignature(root, sig *etree.Element, p *profile) (*etree.Element, error) {
-	ctx, err := etreeutils.NSBuildParentContext(p.signedInfo)
-	if err != nil {
-		return nil, refuse("malformed_signature", "ds:SignedInfo: %v", err)
+func verifySignature(root, sig *etree.Element, p *profile, want covered) (*etree.Element, error) {
+	siSum, _, err := digestExcC14N(p.signedInfo, -1, true, false)
+	if errors.Is(err, errFallback) {
+		siSum, _, err = digestEtreeutils(p.signedInfo, -1, true)
 	}
-	si, err := etreeutils.NSDetatch(ctx, p.signedInfo)
 	if err != nil {
-		return nil, refuse("malformed_signature", "ds:SignedInfo: %v", err)
-	}
-	if err := etreeutils.TransformExcC14n(si, "", false); err != nil {
 		return nil, refuse("malformed_signature", "ds:SignedInfo cannot be canonicalized: %v", err)
 	}
-	if err := verifyRSA(p.cert.PublicKey.(*rsa.PublicKey), canonicalHash(si), p.sigValue); err != nil {
+	if err := verifyRSA(p.cert.PublicKey.(*rsa.PublicKey), siSum[:], p.sigValue); err != nil {
 		return nil, evoucher.Errorf(evoucher.KindInvalid, "bad_signature", "the signature does not verify with the key of the certificate in KeyInfo")
 	}
 
-	// The enveloped-signature transform, on a copy: the signature is a child of the root.
-	el := root.Copy()
+	// The enveloped-signature transform: the signature, a child of the root, is left out.
 	i := sig.Index()
-	if i < 0 || i >= len(el.Child) {
+	if i < 0 || i >= len(root.Child) {
 		return nil, fmt.Errorf("dsig: the signature is not where checkPlacement found it")
 	}
-	el.RemoveChildAt(i)
-	if err := etreeutils.TransformExcC14n(el, "", false); err != nil {
+	var el *etree.Element // the canonical copy, when etreeutils made it
+	sum, top, err := digestExcC14N(root, i, false, want == coveredRoot)
+	if errors.Is(err, errFallback) {
+		sum, el, err = digestEtreeutils(root, i, false)
+	}
+	if err != nil {
 		return nil, refuse("bad_digest", "the signed content cannot be canonicalized: %v", err)
 	}
-	if subtle.ConstantTimeCompare(canonicalHash(el), p.digest) != 1 {
+	if subtle.ConstantTimeCompare(sum[:], p.digest) != 1 {
 		return nil, evoucher.Errorf(evoucher.KindInvalid, "bad_digest", "the signed content was altered: its digest does not match the signature's")
+	}
+	switch {
+	case want == coveredRoot:
+		head := etree.NewElement(root.Tag)
+		head.Space, head.Attr = root.Space, top
+		if el != nil {
+			head.Attr = el.Attr
+		}
+		el = head
+	case el == nil:
+		if el, err = canonicalCopy(root, i, false); err != nil {
+			return nil, refuse("bad_digest", "the signed content cannot be canonicalized: %v", err)
+		}
 	}
 	return el, nil
 }
