@@ -112,7 +112,7 @@ func agreeCorpus(t testing.TB) (valid, hostile [][]byte) {
 		t.Fatalf("%d valid and %d hostile documents in testdata: run go test -update once", len(valid), len(hostile))
 	}
 	for _, bits := range []int{2048, 3072} {
-		key, cert := mustSelfSigned(t.(*testing.T), bits)
+		key, cert := mustSelfSigned(t, bits)
 		b, err := dsig.SignBytes(newBatch(), key, cert)
 		if err != nil {
 			t.Fatal(err)
@@ -222,9 +222,22 @@ func FuzzAgreesWithGoxmldsig(f *testing.F) {
 	})
 }
 
-// TestVerifyRSA holds the package's RSASSA-PKCS1-v1_5 SHA-256 verification to crypto/rsa's on
-// valid signatures, altered ones, and blocks signed raw with the private key that are
-// PKCS #1 v1.5 in all but one detail.
+// mustSignHash returns a SHA-256 hash and its RSASSA-PKCS1-v1_5 signature by key.
+func mustSignHash(t testing.TB, key *rsa.PrivateKey) (hashed, sig []byte) {
+	t.Helper()
+	h := sha256.Sum256([]byte("evoucher"))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h[:], sig
+}
+
+// TestVerifyRSA holds the package's RSASSA-PKCS1-v1_5 SHA-256 verification, both with a key
+// prepared for one verification and with one a Verifier keeps for many, to crypto/rsa's on
+// valid signatures, altered ones, blocks signed raw with the private key that are
+// PKCS #1 v1.5 in all but one detail, other keys of the same size, and keys crypto/rsa
+// refuses.
 func TestVerifyRSA(t *testing.T) {
 	t.Parallel()
 	for _, bits := range []int{2048, 3072, 4096} {
@@ -232,12 +245,12 @@ func TestVerifyRSA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub, k := &key.PublicKey, key.Size()
-		h := sha256.Sum256([]byte("evoucher"))
-		good, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, h[:])
+		other, err := rsa.GenerateKey(rand.Reader, bits)
 		if err != nil {
 			t.Fatal(err)
 		}
+		pub, k := &key.PublicKey, key.Size()
+		h, good := mustSignHash(t, key)
 		// raw signs an encoded block with the private key, whatever it holds.
 		raw := func(em []byte) []byte {
 			m := new(big.Int).SetBytes(em)
@@ -257,30 +270,43 @@ func TestVerifyRSA(t *testing.T) {
 		}
 		prefix := []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
 		sha1Prefix := []byte{0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14}
-		other := sha256.Sum256([]byte("other"))
+		other256 := sha256.Sum256([]byte("other"))
 		plusN := new(big.Int).Add(new(big.Int).SetBytes(good), key.N).Bytes()
+		_, otherSig := mustSignHash(t, other)
+		evenN := &rsa.PublicKey{N: new(big.Int).SetBit(pub.N, 0, 0), E: pub.E}
 		cases := map[string]struct {
+			pub         *rsa.PublicKey
 			hashed, sig []byte
 		}{
-			"OK":              {h[:], good},
-			"OKRaw":           {h[:], raw(block(0xff, 0, prefix, h[:], 0))},
-			"ErrOtherHash":    {other[:], good},
-			"ErrFlipped":      {h[:], append(append([]byte{}, good[:k-1]...), good[k-1]^1)},
-			"ErrShort":        {h[:], good[1:]},
-			"ErrLong":         {h[:], append([]byte{0}, good...)},
-			"ErrPlusModulus":  {h[:], plusN},
-			"ErrZero":         {h[:], make([]byte, k)},
-			"ErrPaddingFE":    {h[:], raw(block(0xfe, 0, prefix, h[:], 0))},
-			"ErrNoSeparator":  {h[:], raw(block(0xff, 0xff, prefix, h[:], 0))},
-			"ErrSHA1Info":     {h[:], raw(block(0xff, 0, sha1Prefix, h[:20], 0))},
-			"ErrTrailingData": {h[:], raw(block(0xff, 0, prefix, h[:], 4))},
-			"ErrShortHash":    {h[:16], raw(block(0xff, 0, prefix, h[:16], 0))},
+			"OK":               {pub, h, good},
+			"OKRaw":            {pub, h, raw(block(0xff, 0, prefix, h, 0))},
+			"ErrOtherHash":     {pub, other256[:], good},
+			"ErrFlipped":       {pub, h, append(append([]byte{}, good[:k-1]...), good[k-1]^1)},
+			"ErrShort":         {pub, h, good[1:]},
+			"ErrLong":          {pub, h, append([]byte{0}, good...)},
+			"ErrPlusModulus":   {pub, h, plusN},
+			"ErrModulus":       {pub, h, pub.N.FillBytes(make([]byte, k))},
+			"ErrZero":          {pub, h, make([]byte, k)},
+			"ErrPaddingFE":     {pub, h, raw(block(0xfe, 0, prefix, h, 0))},
+			"ErrNoSeparator":   {pub, h, raw(block(0xff, 0xff, prefix, h, 0))},
+			"ErrSHA1Info":      {pub, h, raw(block(0xff, 0, sha1Prefix, h[:20], 0))},
+			"ErrTrailingData":  {pub, h, raw(block(0xff, 0, prefix, h, 4))},
+			"ErrShortHash":     {pub, h[:16], raw(block(0xff, 0, prefix, h[:16], 0))},
+			"ErrOtherKey":      {&other.PublicKey, h, good},
+			"ErrOtherKeysSig":  {pub, h, otherSig},
+			"ErrEvenModulus":   {evenN, h, good},
+			"ErrEvenExponent":  {&rsa.PublicKey{N: pub.N, E: 65536}, h, good},
+			"ErrExponentOne":   {&rsa.PublicKey{N: pub.N, E: 1}, h, good},
+			"ErrExponentLarge": {&rsa.PublicKey{N: pub.N, E: 1<<31 + 1}, h, good},
 		}
 		for name, c := range cases {
-			want := rsa.VerifyPKCS1v15(pub, crypto.SHA256, c.hashed, c.sig)
-			got := dsig.VerifyRSA(pub, c.hashed, c.sig)
-			if (got == nil) != (want == nil) || (name == "OK" || name == "OKRaw") != (got == nil) {
-				t.Errorf("%d bits, %s: verifyRSA %v, crypto/rsa %v", bits, name, got, want)
+			want := rsa.VerifyPKCS1v15(c.pub, crypto.SHA256, c.hashed, c.sig)
+			once := dsig.VerifyRSA(c.pub, c.hashed, c.sig)
+			kept := dsig.RSAVerifier(c.pub)
+			for i, got := range []error{once, kept(c.hashed, c.sig), kept(c.hashed, c.sig)} {
+				if (got == nil) != (want == nil) || (name == "OK" || name == "OKRaw") != (got == nil) {
+					t.Errorf("%d bits, %s (%d): verifyRSA %v, crypto/rsa %v", bits, name, i, got, want)
+				}
 			}
 		}
 	}

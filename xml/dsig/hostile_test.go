@@ -309,7 +309,7 @@ func insertProlog(t *testing.T, signed []byte, s string) []byte {
 	return append(append(append([]byte(nil), signed[:i]...), "\n"+s...), signed[i:]...)
 }
 
-func mustSelfSigned(t *testing.T, bits int) (*rsa.PrivateKey, *x509.Certificate) {
+func mustSelfSigned(t testing.TB, bits int) (*rsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {

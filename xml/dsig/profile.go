@@ -221,6 +221,7 @@ func (s *scan) checkPlacement() (*etree.Element, error) {
 // profile is what checkSignature reads from a signature that fits the profile.
 type profile struct {
 	cert       *x509.Certificate
+	signer     *signer // cert, with its key's precomputations
 	signedInfo *etree.Element
 	sigValue   []byte // SignatureValue, decoded
 	digest     []byte // the Reference's DigestValue, decoded: 32 bytes
@@ -359,11 +360,11 @@ func checkSignature(sig *etree.Element, rootID string, cache *certCache) (*profi
 	if err != nil || len(parts[1].ChildElements()) > 0 {
 		return nil, refuse("malformed_signature", "ds:SignatureValue is not base64")
 	}
-	cert, err := checkKeyInfo(parts[2], cache)
+	signer, err := checkKeyInfo(parts[2], cache)
 	if err != nil {
 		return nil, err
 	}
-	return &profile{cert: cert, signedInfo: parts[0], sigValue: sigValue, digest: digest}, nil
+	return &profile{cert: signer.cert, signer: signer, signedInfo: parts[0], sigValue: sigValue, digest: digest}, nil
 }
 
 // checkSignedInfo checks SignedInfo and returns its one Reference's digest value.
@@ -463,7 +464,7 @@ func checkTransforms(ts *etree.Element) error {
 	return nil
 }
 
-func checkKeyInfo(ki *etree.Element, cache *certCache) (*x509.Certificate, error) {
+func checkKeyInfo(ki *etree.Element, cache *certCache) (*signer, error) {
 	els, err := dsChildren(ki)
 	if err != nil {
 		return nil, err
@@ -489,8 +490,8 @@ func checkKeyInfo(ki *etree.Element, cache *certCache) (*x509.Certificate, error
 		return nil, refuse("bad_keyinfo", "ds:X509Certificate carries child elements")
 	}
 	text := certs[0].Text()
-	if cert := cache.get(text); cert != nil {
-		return cert, checkKey(cert.PublicKey, "the signer's certificate")
+	if s := cache.get(text); s != nil {
+		return s, checkKey(s.cert.PublicKey, "the signer's certificate")
 	}
 	// As goxmldsig does: white space anywhere in the base64 is ignored.
 	b64 := strings.Map(func(r rune) rune {
@@ -507,8 +508,9 @@ func checkKeyInfo(ki *etree.Element, cache *certCache) (*x509.Certificate, error
 	if err != nil {
 		return nil, refuse("bad_keyinfo", "ds:X509Certificate is not a valid certificate: %v", err)
 	}
-	cache.put(text, cert)
-	return cert, checkKey(cert.PublicKey, "the signer's certificate")
+	s := &signer{cert: cert}
+	cache.put(text, s)
+	return s, checkKey(cert.PublicKey, "the signer's certificate")
 }
 
 // checkKey refuses anything but an RSA key of the accepted sizes.

@@ -41,7 +41,8 @@ func Verify(doc *etree.Document, trust Trust) (signed *etree.Element, cert *x509
 
 // Verifier verifies documents as Verify does, and remembers the signer certificates it has
 // decoded from KeyInfo (up to a few thousand), so that a signer seen again costs no
-// certificate parsing: for an auditor going through a whole log. A nil *Verifier remembers
+// certificate parsing and no precomputation on its RSA key: for an auditor going through a
+// whole log. A nil *Verifier remembers
 // nothing. It is safe for concurrent use.
 type Verifier struct {
 	certs certCache
@@ -141,7 +142,7 @@ func verifySignature(root, sig *etree.Element, p *profile, want covered) (*etree
 	if err != nil {
 		return nil, refuse("malformed_signature", "ds:SignedInfo cannot be canonicalized: %v", err)
 	}
-	if err := verifyRSA(p.cert.PublicKey.(*rsa.PublicKey), siSum[:], p.sigValue); err != nil {
+	if err := p.signer.rsaKey().verify(siSum[:], p.sigValue); err != nil {
 		return nil, evoucher.Errorf(evoucher.KindInvalid, "bad_signature", "the signature does not verify with the key of the certificate in KeyInfo")
 	}
 
@@ -181,14 +182,14 @@ func verifySignature(root, sig *etree.Element, p *profile, want covered) (*etree
 // source serving a new certificate with every message must not grow it without end.
 const maxCachedCerts = 4096
 
-// certCache maps the text of a KeyInfo's X509Certificate to the certificate it decodes to.
+// certCache maps the text of a KeyInfo's X509Certificate to the signer it decodes to.
 // A nil *certCache holds nothing.
 type certCache struct {
 	mu    sync.RWMutex
-	certs map[string]*x509.Certificate
+	certs map[string]*signer
 }
 
-func (c *certCache) get(text string) *x509.Certificate {
+func (c *certCache) get(text string) *signer {
 	if c == nil {
 		return nil
 	}
@@ -197,16 +198,31 @@ func (c *certCache) get(text string) *x509.Certificate {
 	return c.certs[text]
 }
 
-func (c *certCache) put(text string, cert *x509.Certificate) {
+func (c *certCache) put(text string, s *signer) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.certs == nil {
-		c.certs = map[string]*x509.Certificate{}
+		c.certs = map[string]*signer{}
 	}
 	if len(c.certs) < maxCachedCerts {
-		c.certs[text] = cert
+		c.certs[text] = s
 	}
+}
+
+// signer is a certificate from KeyInfo, with the precomputations of its RSA key, made the
+// first time a signature is checked with it: after trust accepted the certificate, so that a
+// refused signer costs none.
+type signer struct {
+	cert *x509.Certificate
+	once sync.Once
+	key  *rsaKey
+}
+
+// rsaKey returns the signer's key, which checkKey has accepted.
+func (s *signer) rsaKey() *rsaKey {
+	s.once.Do(func() { s.key = newRSAKey(s.cert.PublicKey.(*rsa.PublicKey)) })
+	return s.key
 }
