@@ -118,7 +118,20 @@ func Check(b []byte, lim Limits) error {
 }
 
 // Parse checks b against lim and parses it. It returns invalid errors naming the reason.
+//
+// Clean documents, as every exchange document is, take a single-pass scanner (parseFast);
+// anything it does not handle, and every document that is refused, goes through parseSlow,
+// so the document or error returned is always the one parseSlow returns.
 func Parse(b []byte, lim Limits) (*etree.Document, error) {
+	if doc := parseFast(b, lim); doc != nil {
+		return doc, nil
+	}
+	return parseSlow(b, lim)
+}
+
+// parseSlow is Check followed by etree's parser: encoding/xml twice. It is the reference for
+// what Parse returns.
+func parseSlow(b []byte, lim Limits) (*etree.Document, error) {
 	if err := Check(b, lim); err != nil {
 		return nil, err
 	}
