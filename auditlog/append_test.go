@@ -3,6 +3,7 @@ package auditlog_test
 import (
 	"bytes"
 	"context"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,4 +142,44 @@ func TestAppendConcurrent(t *testing.T) {
 			t.Fatal("appended in a REPEATABLE READ transaction")
 		}
 	})
+}
+
+// TestNodesBuiltOnDemand: appends store leaves only; the inner nodes are stored, a run at a
+// time, when a root or a proof first needs them, and are those recomputed from the entries.
+func TestNodesBuiltOnDemand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testdb.MustPool(t)
+	l, err := auditlog.New(db, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := func() int {
+		var n int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM log_nodes`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// A tree of n leaves has n - popcount(n) completed inner nodes.
+	inner := func(n uint64) int { return int(n) - bits.OnesCount64(n) }
+	for i := range 37 {
+		if _, err := auditlog.Append(ctx, db, entry(i)); err != nil { // each its own transaction
+			t.Fatal(err)
+		}
+	}
+	if n := nodes(); n != 0 {
+		t.Fatalf("%d nodes stored by appends", n)
+	}
+	if _, err := l.Root(ctx, 37); err != nil {
+		t.Fatal(err)
+	}
+	if n := nodes(); n != inner(37) {
+		t.Fatalf("%d nodes after a root at 37, want %d", n, inner(37))
+	}
+	appendConcurrently(t, db, 37, 20, 4)
+	checkTree(t, l, 57)
+	if n := nodes(); n != inner(57) {
+		t.Fatalf("%d nodes at 57, want %d", n, inner(57))
+	}
 }

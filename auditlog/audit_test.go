@@ -94,6 +94,11 @@ func mustAuditEnv(t *testing.T, n int) *auditEnv {
 		return b
 	}
 	e.append(t, n)
+	// A checkpoint, as the server signs one every --checkpoint-interval: the tree's inner
+	// nodes are stored then, so the tampering below happens to a log already summed up.
+	if _, err := l.Sign(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 

@@ -2,10 +2,12 @@
 -- message (2-4 kB, or ~90 kB for a shipment) into log_entries while holding the log's advisory
 -- lock, which is held until the caller's transaction ends: every writer waited for the others'
 -- message rows, index entries and WAL. The message and its metadata now go into log_messages
--- first, before the lock; under the lock an append writes only the tree's leaf — index, leaf
--- hash, the message's id — and the inner nodes the leaf completes. With 8 writers and one
--- message per transaction, appends stood in line behind that one lock (pgbench, one core's
--- worth of work in a row); they now share it for a fraction of the time.
+-- first, before the lock; under the lock an append writes only the tree's leaf: index, leaf
+-- hash, the message's id. The inner nodes a leaf completes (a lookup, a hash and a row each, on
+-- average, under the lock) are stored later, a run at a time, by log_build_nodes, which the
+-- readers of roots and proofs call when a node they need is not stored yet. With 8 writers and
+-- one message per transaction, appends stood in line behind that one lock; they now hold it
+-- for a fraction of the time.
 --
 -- log_entries keeps its name and columns as a view, so readers are unchanged. The tree's table
 -- is log_leaves (the former log_entries, renamed: the foreign keys of shipments.log_index and
@@ -53,10 +55,13 @@ CREATE VIEW log_entries AS
 
 CREATE VIEW log_state AS SELECT coalesce(max(idx) + 1, 0) AS size FROM log_leaves;
 
--- log_append appends entries in the caller's transaction and returns the index of the first
--- (migration 0012 says how the tree's nodes are found and why READ COMMITTED). The messages are
--- written before the lock is taken; the lock is held until the caller's transaction ends, so an
--- append is best made the last statement before COMMIT, or a transaction of its own.
+-- log_append appends entries in the caller's transaction and returns the index of the first.
+-- leaves are the entries' RFC 6962 leaf hashes, computed by the caller before the lock is
+-- taken. The messages are written first; then the lock is taken and held until the caller's
+-- transaction ends, so an append is best made the last statement before COMMIT, or a
+-- transaction of its own. It takes its snapshot after the lock (see migration 0012: READ
+-- COMMITTED only). Under the lock it writes only the leaves: the inner nodes they complete are
+-- computed later, by log_build_nodes, when a root or a proof needs them.
 CREATE OR REPLACE FUNCTION log_append(leaves bytea[], types text[], senders text[], recipients text[],
         message_ids text[], logged_at timestamptz[], data bytea[]) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -64,17 +69,6 @@ DECLARE
     n int := cardinality(leaves);
     ids bigint[];
     first bigint;
-    st_level int[] := '{}';
-    st_hash bytea[] := '{}';
-    top int := 0;
-    node_level smallint[] := '{}';
-    node_idx bigint[] := '{}';
-    node_hash bytea[] := '{}';
-    nodes int := 0;
-    i bigint;
-    lvl int;
-    h bytea;
-    sib bytea;
 BEGIN
     IF n IS NULL OR n = 0 THEN
         RAISE EXCEPTION 'log_append: nothing to append';
@@ -95,9 +89,53 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(7412000005);
     SELECT coalesce(max(idx) + 1, 0) INTO first FROM log_leaves;
-    FOR k IN 1..n LOOP
-        i := first + k - 1;
-        h := leaves[k];
+    IF n = 1 THEN
+        INSERT INTO log_leaves (idx, leaf_hash, message) VALUES (first, leaves[1], ids[1]);
+    ELSE
+        INSERT INTO log_leaves (idx, leaf_hash, message)
+            SELECT first + u.o - 1, u.l, u.m FROM unnest(leaves, ids) WITH ORDINALITY AS u(l, m, o);
+    END IF;
+    RETURN first;
+END
+$$;
+
+-- log_build_nodes stores the inner nodes completed by the leaves appended since it last ran,
+-- SHA-256(0x01 || left || right), and returns how many it stored. It takes the log's lock, so
+-- it sees every committed leaf and no other builder or appender interleaves. The nodes are
+-- always stored a whole run at a time, so every node completed by the leaves before 2 × (the
+-- highest level-1 node + 1) is stored, and the run starts there; a left sibling before that
+-- point is stored (a leaf in log_leaves, an inner node in log_nodes).
+CREATE FUNCTION log_build_nodes() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    b bigint;
+    s bigint;
+    st_level int[] := '{}';
+    st_hash bytea[] := '{}';
+    top int := 0;
+    node_level smallint[] := '{}';
+    node_idx bigint[] := '{}';
+    node_hash bytea[] := '{}';
+    nodes int := 0;
+    leaf record;
+    i bigint;
+    lvl int;
+    h bytea;
+    sib bytea;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'log_build_nodes: the exchange log is written in READ COMMITTED transactions, not %',
+            current_setting('transaction_isolation') USING ERRCODE = 'serialization_failure';
+    END IF;
+    PERFORM pg_advisory_xact_lock(7412000005);
+    SELECT coalesce(2 * (max(idx) + 1), 0) INTO b FROM log_nodes WHERE level = 1;
+    SELECT coalesce(max(idx) + 1, 0) INTO s FROM log_leaves;
+    IF s - b < 2 THEN
+        RETURN 0; -- a lone leaf at b completes nothing
+    END IF;
+    FOR leaf IN SELECT idx, leaf_hash FROM log_leaves WHERE idx >= b AND idx < s ORDER BY idx LOOP
+        i := leaf.idx;
+        h := leaf.leaf_hash;
         lvl := 0;
         WHILE i % 2 = 1 LOOP
             IF top > 0 AND st_level[top] = lvl THEN
@@ -120,15 +158,9 @@ BEGIN
         st_level[top] := lvl;
         st_hash[top] := h;
     END LOOP;
-    IF n = 1 THEN
-        INSERT INTO log_leaves (idx, leaf_hash, message) VALUES (first, leaves[1], ids[1]);
-    ELSE
-        INSERT INTO log_leaves (idx, leaf_hash, message)
-            SELECT first + u.o - 1, u.l, u.m FROM unnest(leaves, ids) WITH ORDINALITY AS u(l, m, o);
-    END IF;
     IF nodes > 0 THEN
         INSERT INTO log_nodes (level, idx, hash) SELECT * FROM unnest(node_level, node_idx, node_hash);
     END IF;
-    RETURN first;
+    RETURN nodes;
 END
 $$;
