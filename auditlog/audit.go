@@ -360,7 +360,7 @@ func (c *checker) check(e Entry) error {
 	if !ok {
 		return evoucher.Errorf(evoucher.KindInvalid, "unknown_type", "unknown message type %s", env.Type)
 	}
-	signed, _, err := c.verifier.Verify(doc, func(cert *x509.Certificate) error {
+	signed, _, err := c.verifier.VerifyRoot(doc, func(cert *x509.Certificate) error {
 		id, err := c.signer(cert, role, env.Created)
 		if err != nil {
 			return err

@@ -55,6 +55,16 @@ func Append(ctx context.Context, q Querier, entries ...*Entry) (uint64, error) {
 		return 0, errors.New("auditlog: nothing to append")
 	}
 	n := len(entries)
+	if n == 1 {
+		e := entries[0]
+		var idx int64
+		if err := q.QueryRow(ctx, `SELECT log_append($1::bytea, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::bytea)`,
+			LeafHash(e.Data), e.Type, e.Sender, e.Recipient, e.MessageID, e.Time.UTC(), e.Data).Scan(&idx); err != nil {
+			return 0, fmt.Errorf("auditlog: append entries: %w", err)
+		}
+		e.Index = uint64(idx)
+		return e.Index, nil
+	}
 	var (
 		leaves    = make([][]byte, n)
 		types     = make([]string, n)
