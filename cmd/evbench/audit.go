@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -199,11 +200,12 @@ func benchAudit(ctx context.Context, c auditConfig) error {
 			return err
 		}
 	}
-	cpu0 := processCPU()
+	debug.SetGCPercent(auditGCPercent) // as `evoucher audit verify` does
+	cpu0, pg0 := processCPU(), backendCPU(ctx, db)
 	t0 = time.Now()
 	st, sum, err := auditlog.Audit(ctx, src, parties.log.VerifierKey(), parties.ca, nil)
 	verifyS := time.Since(t0).Seconds()
-	cpuS := (processCPU() - cpu0).Seconds()
+	cpuS, pgS := (processCPU() - cpu0).Seconds(), backendCPUSince(ctx, db, pg0).Seconds()
 	if c.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -217,8 +219,8 @@ func benchAudit(ctx context.Context, c auditConfig) error {
 	if st.Size != uint64(c.entries) || verified != c.entries {
 		return fmt.Errorf("audit verified %d messages of a log of %d, want %d", verified, st.Size, c.entries)
 	}
-	fmt.Printf("verify   %d entries from scratch in %.2f s = %.0f entries/s (checkpoint, tree recomputed, every message's XML signature and signer checked; in-process source on auditlog.Log, pages of 1,000 from PostgreSQL); process CPU %.1f s = %.0f µs per entry\n",
-		c.entries, verifyS, float64(c.entries)/verifyS, cpuS, cpuS*1e6/float64(c.entries))
+	fmt.Printf("verify   %d entries from scratch in %.2f s = %.0f entries/s (checkpoint, tree recomputed, every message's XML signature and signer checked; in-process source on auditlog.Log, pages of 1,000 from PostgreSQL); process CPU %.1f s = %.0f µs per entry, PostgreSQL %.1f s = %.0f µs per entry\n",
+		c.entries, verifyS, float64(c.entries)/verifyS, cpuS, cpuS*1e6/float64(c.entries), pgS, pgS*1e6/float64(c.entries))
 	byType := map[string]int{}
 	for k, n := range sum.Counts {
 		byType[strings.SplitN(k, " ", 2)[0]] += n
@@ -425,6 +427,7 @@ func auditAppend(ctx context.Context, db *pgxpool.Pool, docs []auditlog.Entry, f
 	errs := make([]error, writers)
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	debug.SetGCPercent(auditGCPercent) // as `evoucher audit verify` does
 	cpu0, pg0 := processCPU(), backendCPU(ctx, db)
 	t0 := time.Now()
 	for w := range writers {
@@ -605,3 +608,6 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// auditGCPercent is `evoucher audit verify`'s garbage collector target (cmd/evoucher).
+const auditGCPercent = 400
