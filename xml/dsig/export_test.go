@@ -157,3 +157,6 @@ func (v *Verifier) VerifyBefore(doc *etree.Document, trust Trust) (*etree.Elemen
 }
 
 var VerifyRSABefore = verifyRSABefore
+
+// FastVerifies is how many documents VerifyBytes' fast path has accepted.
+func FastVerifies() uint64 { return fastVerifies.Load() }

@@ -489,7 +489,13 @@ func checkKeyInfo(ki *etree.Element, cache *certCache) (*signer, error) {
 	if len(certs[0].ChildElements()) > 0 {
 		return nil, refuse("bad_keyinfo", "ds:X509Certificate carries child elements")
 	}
-	text := certs[0].Text()
+	return signerOf(certs[0].Text(), cache)
+}
+
+// signerOf returns the signer whose certificate is the text of a KeyInfo's X509Certificate,
+// from cache when it is there, and refuses a certificate that is not base64, not a
+// certificate, or whose key checkKey refuses.
+func signerOf(text string, cache *certCache) (*signer, error) {
 	if s := cache.get(text); s != nil {
 		return s, checkKey(s.cert.PublicKey, "the signer's certificate")
 	}

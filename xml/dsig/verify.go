@@ -198,6 +198,16 @@ func (c *certCache) get(text string) *signer {
 	return c.certs[text]
 }
 
+// getBytes is get, for a text still in the document's bytes: the lookup copies nothing.
+func (c *certCache) getBytes(text []byte) *signer {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.certs[string(text)]
+}
+
 func (c *certCache) put(text string, s *signer) {
 	if c == nil {
 		return
