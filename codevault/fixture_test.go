@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,6 +83,20 @@ type fixture struct {
 	opA, opB   party // operator-sign of OP-A and OP-B
 	terminal   party
 	shops      *retailer.Registry
+	hsmDown    *atomic.Bool // the center-sign key refuses to sign while set
+}
+
+// flakySigner is a token key that fails while down is set, as an HSM that stopped answering.
+type flakySigner struct {
+	crypto.Signer
+	down *atomic.Bool
+}
+
+func (s flakySigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if s.down.Load() {
+		return nil, errors.New("the HSM does not answer")
+	}
+	return s.Signer.Sign(r, digest, opts)
 }
 
 // parties adapts the retailer registry to what the vault asks.
@@ -105,7 +122,7 @@ func must[T any](t *testing.T) func(T, error) T {
 func mustFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{db: testdb.MustPool(t), tok: testhsm.MustToken(t), clock: &clock{}, meter: &meter{refused: map[string]int{}}}
+	f := &fixture{db: testdb.MustPool(t), tok: testhsm.MustToken(t), clock: &clock{}, meter: &meter{refused: map[string]int{}}, hsmDown: &atomic.Bool{}}
 	caKey, _, err := f.tok.RSAKey("ca", 3072)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +154,7 @@ func mustFixture(t *testing.T) *fixture {
 	encKey := must[*pkcs11.RSAKey](t)(f.tok.FindRSAKey("center-encrypt"))
 	f.shops = must[*retailer.Registry](t)(retailer.New(f.db))
 	f.vault = must[*codevault.Vault](t)(codevault.New(codevault.Config{DB: f.db, Keys: f.tok, Decrypter: encKey,
-		EncryptCert: f.centerEnc.cert, Signer: f.centerSign.key, SignCert: f.centerSign.cert, PKI: f.ca, Now: f.clock.Now, Meter: f.meter,
+		EncryptCert: f.centerEnc.cert, Signer: flakySigner{f.centerSign.key, f.hsmDown}, SignCert: f.centerSign.cert, PKI: f.ca, Now: f.clock.Now, Meter: f.meter,
 		Parties: parties{f.shops}}))
 	return f
 }

@@ -53,10 +53,16 @@ func (v *Vault) receive(ctx context.Context, peer pki.Identity, raw []byte, dige
 	}
 	// An exact retry by its sender gets the answer it got the first time; anyone else sending
 	// the same bytes goes through the checks below and is refused.
-	var stored []byte
+	var stored, answer []byte
 	var storedIdx *int64
-	var sender string
-	err = v.db.QueryRow(ctx, `SELECT response, response_index, sender FROM messages WHERE digest = $1`, digest[:]).Scan(&stored, &storedIdx, &sender)
+	var sender, messageID string
+	err = v.db.QueryRow(ctx, `SELECT response, response_index, answer, sender, message_id FROM messages WHERE digest = $1`, digest[:]).
+		Scan(&stored, &storedIdx, &answer, &sender, &messageID)
+	if err == nil && stored == nil && answer != nil && sender == peer.Entity {
+		// Recorded, but the center stopped before its receipt was signed.
+		resp, err := v.deliver(ctx, messageID, answer)
+		return resp, env, err
+	}
 	if err == nil && stored == nil && storedIdx != nil && sender == peer.Entity {
 		// An answer kept in the exchange log only (a StockOrder's Shipment).
 		docs, err := auditlog.Messages(ctx, v.db, *storedIdx)
@@ -244,15 +250,13 @@ func (v *Vault) ingest(ctx context.Context, peer pki.Identity, in inbound) ([]by
 	if receipt.LogProof, err = logProof(ctx, tx, receipt.LogIndex); err != nil {
 		return nil, err
 	}
-	renv := receiptEnvelope(receipt, env, now)
-	resp, err := v.sign(message.BuildBatchReceipt(renv))
+	// The receipt is stored unsigned with what it answers, and signed after the commit
+	// (deliver, migration 0014).
+	unsigned, err := message.BuildBatchReceipt(receiptEnvelope(receipt, env, now)).WriteToBytes()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := auditlog.Append(ctx, tx, logged(renv.Envelope, resp)); err != nil {
-		return nil, err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE messages SET response = $2 WHERE message_id = $1`, env.MessageID, resp); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE messages SET answer = $2 WHERE message_id = $1`, env.MessageID, unsigned); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -261,7 +265,7 @@ func (v *Vault) ingest(ctx context.Context, peer pki.Identity, in inbound) ([]by
 	if receipt.Status == message.StatusAccepted {
 		v.meter.Accepted(env.Sender, h.Product, h.Count)
 	}
-	return resp, nil
+	return v.deliver(ctx, env.MessageID, unsigned)
 }
 
 func receiptEnvelope(r message.BatchReceipt, in message.Envelope, now time.Time) message.BatchReceipt {

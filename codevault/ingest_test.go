@@ -36,12 +36,12 @@ func TestIngest(t *testing.T) {
 		receipts = append(receipts, r)
 		rc := readReceipt(t, f, r)
 		// The batch is in the exchange log, byte-exact, at the index its receipt names, and the
-		// receipt right after it.
+		// receipt after it.
 		var logged []byte
 		if err := f.db.QueryRow(context.Background(), `SELECT data FROM log_entries WHERE idx = $1`, int64(rc.LogIndex)).Scan(&logged); err != nil || !bytes.Equal(logged, d) {
 			t.Fatalf("part %d is not in the log at %d: %v", i+1, rc.LogIndex, err)
 		}
-		if err := f.db.QueryRow(context.Background(), `SELECT data FROM log_entries WHERE idx = $1`, int64(rc.LogIndex)+1).Scan(&logged); err != nil || !bytes.Equal(logged, r) {
+		if err := f.db.QueryRow(context.Background(), `SELECT data FROM log_entries WHERE message_id = $1 AND idx > $2`, rc.MessageID, int64(rc.LogIndex)).Scan(&logged); err != nil || !bytes.Equal(logged, r) {
 			t.Fatalf("the receipt of part %d is not in the log: %v", i+1, err)
 		}
 		// Its inclusion proof verifies for the batch's bytes, against the tree it names.
@@ -328,5 +328,56 @@ func writeExample(t *testing.T, name string, b []byte) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReceiptSignedAfterCommit: a part is recorded, then its receipt cannot be signed (it is
+// signed after the commit, migration 0014). The part stays stored with no receipt logged; the
+// operator's retry gets the receipt, logged once, and stores nothing again.
+func TestReceiptSignedAfterCommit(t *testing.T) {
+	t.Parallel()
+	f := mustFixture(t)
+	ctx := context.Background()
+	more := codes(100_000_100_000, 60) // above the reorder level: no purchase order to sign
+	part := f.seal(t, "OP-A", f.opA, "B-HSM", more, 60)[0]
+	inVault := `SELECT count(*) FROM codes WHERE state = 'in_vault'`
+	stored := f.count(t, inVault)
+	f.hsmDown.Store(true)
+	_, err := f.vault.Receive(ctx, peer("OP-A"), part)
+	f.hsmDown.Store(false)
+	if err == nil {
+		t.Fatal("answered without a signature")
+	}
+	if n := f.count(t, inVault); n != stored+60 {
+		t.Fatalf("%d codes in the vault, want %d: the part was not recorded", n, stored+60)
+	}
+	if f.count(t, `SELECT count(*) FROM log_entries WHERE type = 'BatchReceipt' AND position(convert_to('B-HSM', 'UTF8') in data) > 0`) != 0 {
+		t.Fatal("a receipt was logged without being signed")
+	}
+	r, err := f.vault.Receive(ctx, peer("OP-A"), part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := readReceipt(t, f, r)
+	if rc.Status != message.StatusAccepted || rc.Accepted != 60 || rc.BatchID != "B-HSM" {
+		t.Fatalf("receipt on retry: %+v", rc)
+	}
+	if f.count(t, inVault) != stored+60 {
+		t.Fatal("the retry stored the part again")
+	}
+	if f.count(t, `SELECT count(*) FROM log_entries WHERE message_id = $1 AND data = $2`, rc.MessageID, r) != 1 {
+		t.Fatal("the receipt is not in the log once")
+	}
+	var logged []byte
+	if err := f.db.QueryRow(ctx, `SELECT data FROM log_entries WHERE idx = $1`, int64(rc.LogIndex)).Scan(&logged); err != nil || !bytes.Equal(logged, part) {
+		t.Fatalf("the receipt does not name the part's entry: %v", err)
+	}
+	before := f.counts(t)
+	again, err := f.vault.Receive(ctx, peer("OP-A"), part)
+	if err != nil || !bytes.Equal(again, r) {
+		t.Fatalf("a second retry got another answer: %v", err)
+	}
+	if f.counts(t) != before {
+		t.Fatal("the second retry changed the vault or the log")
 	}
 }

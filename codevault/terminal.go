@@ -54,8 +54,11 @@ func (v *Vault) register(ctx context.Context, env message.Envelope, digest [32]b
 	return tx, nil
 }
 
-// answer logs a terminal's document, signs a Receipt naming its log entry, logs that too,
-// stores it as the message's response and commits.
+// answer logs a terminal's document and commits tx with a Receipt naming its log entry stored
+// unsigned as the message's answer; then it signs, logs and stores the receipt (deliver) and
+// returns it. The HSM signature is made after the commit, so the log's lock is not held
+// through it (migration 0014). An error after the commit leaves the message recorded: the
+// terminal's retry gets the receipt.
 func (v *Vault) answer(ctx context.Context, tx pgx.Tx, in inbound, status, detail string) ([]byte, error) {
 	env := in.env
 	idx, err := auditlog.Append(ctx, tx, logged(env, in.raw))
@@ -68,14 +71,52 @@ func (v *Vault) answer(ctx context.Context, tx pgx.Tx, in inbound, status, detai
 	}
 	id := uuid.NewString()
 	renv := message.Envelope{Type: "Receipt", ID: "rc-" + id, MessageID: id, Sender: message.Center, Recipient: env.Sender, Created: v.now().UTC()}
-	resp, err := v.sign(message.BuildReceipt(message.Receipt{Envelope: renv, InReplyTo: env.MessageID, Status: status, Detail: detail, LogIndex: idx, LogProof: lp}))
+	unsigned, err := message.BuildReceipt(message.Receipt{Envelope: renv, InReplyTo: env.MessageID, Status: status, Detail: detail, LogIndex: idx, LogProof: lp}).WriteToBytes()
 	if err != nil {
 		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE messages SET answer = $2 WHERE message_id = $1`, env.MessageID, unsigned); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return v.deliver(ctx, env.MessageID, unsigned)
+}
+
+// deliver signs the answer prepared, unsigned, for message messageID, appends it to the log
+// and stores it as the message's response, in a transaction of its own, and returns it. When
+// the response is stored already (a retry answered at the same time), it returns that one and
+// logs nothing.
+func (v *Vault) deliver(ctx context.Context, messageID string, unsigned []byte) ([]byte, error) {
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(unsigned); err != nil {
+		return nil, fmt.Errorf("answer to %s: %w", messageID, err)
+	}
+	renv, err := message.ReadEnvelope(doc.Root())
+	if err != nil {
+		return nil, fmt.Errorf("answer to %s: %w", messageID, err)
+	}
+	resp, err := v.sign(doc)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := v.db.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx)
+	var stored []byte
+	if err := tx.QueryRow(ctx, `SELECT response FROM messages WHERE message_id = $1 FOR UPDATE`, messageID).Scan(&stored); err != nil {
+		return nil, err
+	}
+	if stored != nil {
+		return stored, nil
 	}
 	if _, err := auditlog.Append(ctx, tx, logged(renv, resp)); err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE messages SET response = $2 WHERE message_id = $1`, env.MessageID, resp); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE messages SET response = $2 WHERE message_id = $1`, messageID, resp); err != nil {
 		return nil, err
 	}
 	return resp, tx.Commit(ctx)

@@ -1,0 +1,12 @@
+-- A receipt is signed after the transaction that records what it answers has committed, not
+-- while that transaction holds the exchange log's lock. A receipt names its message's log
+-- entry and carries the entry's inclusion proof, so it used to be built, signed (RSA-3072 in
+-- the HSM, a few milliseconds) and logged between the message's append and the COMMIT, with
+-- every other append of the center waiting: small sales reports were bound by it.
+--
+-- The transaction that records a message now stores the receipt unsigned (answer); the
+-- receipt is then signed and logged, and stored as the message's response, in a short
+-- transaction of its own. If the center stops in between, the sender's retry (the same bytes)
+-- finds the answer unsigned and gets it signed then: the message's effects are recorded once,
+-- and a receipt is logged before it is sent.
+ALTER TABLE messages ADD COLUMN answer bytea;
