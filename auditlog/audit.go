@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/beevik/etree"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 
@@ -345,43 +346,47 @@ func (c *checker) signer(cert *x509.Certificate, role pki.Role, at time.Time) (p
 }
 
 func (c *checker) check(e Entry) error {
-	doc, err := message.Parse(e.Data, message.DefaultLimits)
-	if err != nil {
-		return err
-	}
-	env, err := message.ReadEnvelope(doc.Root())
-	if err != nil {
-		return err
-	}
-	if env.Type != e.Type || env.Sender != e.Sender || env.Recipient != e.Recipient || env.MessageID != e.MessageID {
-		return evoucher.Errorf(evoucher.KindConflict, "metadata_mismatch", "the entry's metadata does not match its message")
-	}
-	role, ok := signerRole[env.Type]
-	if !ok {
-		return evoucher.Errorf(evoucher.KindInvalid, "unknown_type", "unknown message type %s", env.Type)
-	}
-	signed, _, err := c.verifier.VerifyRoot(doc, func(cert *x509.Certificate) error {
-		id, err := c.signer(cert, role, env.Created)
-		if err != nil {
-			return err
+	// The envelope is read from the parsed root, to choose the signer's role and time, before
+	// the signature is verified; VerifyBytes calls trustFor again when it falls back to
+	// parsing the message into a tree, with the same root, so env is the same.
+	var env message.Envelope
+	trustFor := func(root *etree.Element) (dsig.Trust, error) {
+		var err error
+		if env, err = message.ReadEnvelope(root); err != nil {
+			return nil, err
 		}
-		want := env.Sender
-		if role == pki.RoleCenterSign {
-			want = "center"
+		if env.Type != e.Type || env.Sender != e.Sender || env.Recipient != e.Recipient || env.MessageID != e.MessageID {
+			return nil, evoucher.Errorf(evoucher.KindConflict, "metadata_mismatch", "the entry's metadata does not match its message")
 		}
-		if id.Entity != want {
-			return evoucher.Errorf(evoucher.KindForbidden, "sender_mismatch", "signed by %s, sent as %s", id, env.Sender)
+		role, ok := signerRole[env.Type]
+		if !ok {
+			return nil, evoucher.Errorf(evoucher.KindInvalid, "unknown_type", "unknown message type %s", env.Type)
 		}
-		for _, at := range c.revoked[pki.SerialOf(cert)] {
-			// CRL times have a resolution of one second: a message made within the second of
-			// its signer's revocation is given the benefit of the doubt (the center itself
-			// checked it against the exact time when it took it).
-			if at.Before(env.Created.Truncate(time.Second)) {
-				return evoucher.Errorf(evoucher.KindUnauthorized, "revoked", "signer %s was revoked on %s, before the message", id, at)
+		created, sender := env.Created, env.Sender
+		return func(cert *x509.Certificate) error {
+			id, err := c.signer(cert, role, created)
+			if err != nil {
+				return err
 			}
-		}
-		return nil
-	})
+			want := sender
+			if role == pki.RoleCenterSign {
+				want = "center"
+			}
+			if id.Entity != want {
+				return evoucher.Errorf(evoucher.KindForbidden, "sender_mismatch", "signed by %s, sent as %s", id, sender)
+			}
+			for _, at := range c.revoked[pki.SerialOf(cert)] {
+				// CRL times have a resolution of one second: a message made within the second of
+				// its signer's revocation is given the benefit of the doubt (the center itself
+				// checked it against the exact time when it took it).
+				if at.Before(created.Truncate(time.Second)) {
+					return evoucher.Errorf(evoucher.KindUnauthorized, "revoked", "signer %s was revoked on %s, before the message", id, at)
+				}
+			}
+			return nil
+		}, nil
+	}
+	signed, _, err := c.verifier.VerifyBytes(e.Data, message.DefaultLimits, trustFor)
 	if err != nil {
 		return err
 	}
