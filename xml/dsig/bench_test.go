@@ -7,6 +7,7 @@ import (
 	"github.com/beevik/etree"
 
 	"github.com/evoucher/evoucher/xml/dsig"
+	"github.com/evoucher/evoucher/xml/message"
 )
 
 // BenchmarkVerify verifies one CodeBatch message of about 3 KB, signed with an RSA-2048 key
@@ -63,6 +64,52 @@ func BenchmarkVerifyRSA(b *testing.B) {
 				if err := verify(hashed, sig); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyBytes verifies one message from its bytes, as an auditor does for every
+// entry of a log: ParseVerifyRoot is message.Parse then VerifyRoot (how the auditor did),
+// VerifyBytes is the one-pass path, with a Verifier that has seen the signer before.
+//
+//	go test -run '^$' -bench BenchmarkVerifyBytes -count 3 ./xml/dsig/
+func BenchmarkVerifyBytes(b *testing.B) {
+	for _, bits := range []int{2048, 3072} {
+		key, cert := mustSelfSigned(b, bits)
+		doc := newBatch()
+		for i := range 12 { // about 3 KB, as the log's messages
+			doc.Root().CreateElement("Note").SetText(fmt.Sprintf("line %d of the batch's notes, to make it the size of a message", i))
+		}
+		doc.Indent(2)
+		signed, err := dsig.SignBytes(doc, key, cert)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v := dsig.NewVerifier()
+		trustFor := func(*etree.Element) (dsig.Trust, error) { return acceptAll, nil }
+		b.Run(fmt.Sprintf("RSA%d_%dB/ParseVerifyRoot", bits, len(signed)), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := message.Parse(signed, message.DefaultLimits)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := v.VerifyRoot(d, acceptAll); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("RSA%d_%dB/VerifyBytes", bits, len(signed)), func(b *testing.B) {
+			b.ReportAllocs()
+			before := dsig.FastVerifies()
+			for b.Loop() {
+				if _, _, err := v.VerifyBytes(signed, message.DefaultLimits, trustFor); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if dsig.FastVerifies() == before {
+				b.Fatal("the fast path was not taken")
 			}
 		})
 	}

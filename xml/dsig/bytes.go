@@ -12,7 +12,8 @@ import (
 
 // TrustFor chooses the Trust for a document from its root element as parsed, before anything
 // is verified: it may read the root's name, namespace and attributes (the envelope that says
-// who signed for what, and when), not trust them. It refuses the document by returning an
+// who signed for what, and when), not trust them, and nothing else (VerifyBytes may hand it a
+// copy of the root without children or parent). It refuses the document by returning an
 // error. It must decide the same way every time it is called with the same root.
 type TrustFor func(root *etree.Element) (Trust, error)
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/beevik/etree"
+	xmldsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/evoucher/evoucher"
 	"github.com/evoucher/evoucher/xml/dsig"
@@ -397,6 +398,12 @@ func FuzzVerifyBytesAgrees(f *testing.F) {
 			f.Add([]byte(m.f(string(signed))))
 		}
 	}
+	key, cert := mustSelfSigned(f, 2048)
+	for _, c := range soundlySigned {
+		doc := newBatch()
+		c.edit(doc.Root())
+		f.Add(signRaw(f, doc, key, cert))
+	}
 	v := dsig.NewVerifier()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		agreeBytes(t, v, b)
@@ -421,4 +428,101 @@ func mustSelfSignedNamed(t testing.TB, bits int, cn string) (*rsa.PrivateKey, *x
 		t.Fatal(err)
 	}
 	return key, cert
+}
+
+// signRaw signs doc's root as Sign does, but without Sign's checks, so that the result may
+// break the profile while its signature and digest are sound: what the fast path must not
+// accept on the strength of its cryptography.
+func signRaw(t testing.TB, doc *etree.Document, key *rsa.PrivateKey, cert *x509.Certificate) []byte {
+	t.Helper()
+	ctx, err := xmldsig.NewSigningContext(key, [][]byte{cert.Raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx.Canonicalizer = xmldsig.MakeC14N10ExclusiveCanonicalizerWithPrefixList("")
+	ctx.IdAttribute = "Id"
+	ctx.Prefix = xmldsig.DefaultPrefix
+	if err := ctx.SetSignatureMethod("http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"); err != nil {
+		t.Fatal(err)
+	}
+	out := doc.Copy()
+	root := out.Root()
+	sig, err := ctx.ConstructSignature(root, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.AddChild(sig)
+	out.WriteSettings = etree.WriteSettings{CanonicalText: true, CanonicalAttrVal: true}
+	b, err := out.WriteToBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// soundlySigned are edits of newBatch's root that break the profile (but for those whose
+// reason is ""), signed with signRaw.
+var soundlySigned = []struct {
+	name, reason string
+	edit         func(root *etree.Element)
+}{
+	{"OK", "", func(*etree.Element) {}},
+	{"ErrRootIsSignature", "signature_multiple", func(root *etree.Element) {
+		root.Tag = "Signature"
+		root.RemoveAttr("xmlns")
+		root.CreateAttr("xmlns", nsDSig)
+	}},
+	{"ErrDuplicateId", "duplicate_id", func(root *etree.Element) {
+		root.FindElement("Header").CreateAttr("Id", "cb-1")
+	}},
+	{"ErrDuplicateIdOtherCase", "duplicate_id", func(root *etree.Element) {
+		root.FindElement("Header").CreateAttr("iD", "cb-1")
+	}},
+	{"ErrDuplicateIdPrefixed", "duplicate_id", func(root *etree.Element) {
+		h := root.FindElement("Header")
+		h.CreateAttr("xmlns:p", "urn:p")
+		h.CreateAttr("p:Id", "cb-1")
+	}},
+	{"ErrRootTwoIds", "duplicate_id", func(root *etree.Element) {
+		root.CreateAttr("ID", "other")
+	}},
+	{"ErrNestedSignature", "signature_multiple", func(root *etree.Element) {
+		root.FindElement("Header").CreateElement("ds:Signature").CreateAttr("xmlns:ds", nsDSig)
+	}},
+	{"ErrNestedSignatureDefaultNamespace", "signature_multiple", func(root *etree.Element) {
+		root.FindElement("Header").CreateElement("Signature").CreateAttr("xmlns", nsDSig)
+	}},
+	{"OKSignatureOtherNamespace", "", func(root *etree.Element) {
+		root.FindElement("Header").CreateElement("Signature").CreateAttr("xmlns", "urn:other")
+	}},
+	{"OKPrefixedContent", "", func(root *etree.Element) {
+		c := root.FindElement("Header").CreateElement("x:Extra")
+		c.CreateAttr("xmlns:x", "urn:x")
+		c.CreateAttr("x:b", "1")
+		c.CreateAttr("a", "2")
+		c.SetText("t")
+	}},
+}
+
+// TestVerifyBytesSoundlySigned feeds VerifyBytes documents whose signature and digest hold but
+// which break the profile: each must be refused, with VerifyRoot's reason.
+func TestVerifyBytesSoundlySigned(t *testing.T) {
+	key, cert := mustSelfSigned(t, 2048)
+	v := dsig.NewVerifier()
+	for _, c := range soundlySigned {
+		t.Run(c.name, func(t *testing.T) {
+			doc := newBatch()
+			c.edit(doc.Root())
+			b := signRaw(t, doc, key, cert)
+			fast, ok := agreeBytes(t, v, b)
+			if c.reason == "" {
+				if !ok || !fast {
+					t.Fatalf("accepted: %v, fast path: %v, want both\n%s", ok, fast, b)
+				}
+				return
+			}
+			_, _, err := v.VerifyBytes(b, message.DefaultLimits, trustForTest)
+			wantRefusal(t, err, evoucher.KindInvalid, c.reason)
+		})
+	}
 }

@@ -417,7 +417,8 @@ func outLess(a, b *outAttr) bool {
 // canonicalize streams into f.sha the exclusive canonical form of the element whose start
 // token is from, without the tokens skipFrom to skipTo (-1: none). With top, it keeps the
 // element's sorted attributes in f.top. With content, the element is the root and rootID its
-// identifier, and it also checks the content below it for the fast path (see above).
+// identifier, and it also checks the element and its content for the fast path (see above):
+// no ds:Signature, no other element with the identifier rootID.
 func (f *fastState) canonicalize(from, skipFrom, skipTo int32, top bool, rootID []byte) bool {
 	b := f.b
 	last := f.toks[from].match
@@ -439,7 +440,7 @@ func (f *fastState) canonicalize(from, skipFrom, skipTo int32, top bool, rootID 
 			f.scope, f.rendered = f.scope[:m[0]], f.rendered[:m[1]]
 		case tokStart:
 			f.marks = append(f.marks, [2]int32{int32(len(f.scope)), int32(len(f.rendered))})
-			if !f.declare(k) || !f.startTag(k, top && k == from, rootID != nil && k != from, rootID) {
+			if !f.declare(k) || !f.startTag(k, top && k == from, rootID != nil, rootID != nil && k != from, rootID) {
 				return false
 			}
 		}
@@ -454,14 +455,16 @@ func (f *fastState) canonicalize(from, skipFrom, skipTo int32, top bool, rootID 
 }
 
 // startTag writes the canonical start tag of the element whose start token is tok, as
-// canonicalizer.element does.
-func (f *fastState) startTag(tok int32, top, content bool, rootID []byte) bool {
+// canonicalizer.element does. With sigs, it refuses a ds:Signature (the root included, as
+// scanDocument counts it); with ids, an attribute whose local name is an identifier's
+// (Id, ID, id…) with the value rootID.
+func (f *fastState) startTag(tok int32, top, sigs, ids bool, rootID []byte) bool {
 	b, t := f.b, &f.toks[tok]
 	prefix, local := f.prefixOf(t.s, t.e, t.colon)
 	if bytes.Equal(prefix, bXML) || bytes.Equal(prefix, bXMLNS) {
 		return false
 	}
-	if content && string(local) == "Signature" {
+	if sigs && string(local) == "Signature" {
 		if uri, _ := lookupBytes(f.scope, prefix); bytes.Equal(uri, bNSDSig) {
 			return false // a second signature
 		}
@@ -471,7 +474,7 @@ func (f *fastState) startTag(tok int32, top, content bool, rootID []byte) bool {
 	for i := t.a0; i < t.a1; i++ {
 		a := &f.tokenizer.attrs[i]
 		ap, al := f.prefixOf(a.s, a.e, a.colon)
-		if content && bytes.EqualFold(al, []byte(idAttr)) && bytes.Equal(f.decode(a.vs, a.ve, a.refs), rootID) {
+		if ids && bytes.EqualFold(al, []byte(idAttr)) && bytes.Equal(f.decode(a.vs, a.ve, a.refs), rootID) {
 			return false // the root's identifier again
 		}
 		switch {
