@@ -19,8 +19,14 @@
 // attributes): callers read that element, never the parsed document, so content outside the
 // signature (wrapping attacks) or invisible to the canonical form (comments) cannot reach them. Documents with comments, processing instructions or a DOCTYPE are refused outright.
 //
-// The package never parses bytes (size and depth limits belong to the caller's parser, package
-// message), never decides whether a certificate is trusted, and never reads configuration.
+// VerifyBytes verifies a document from its bytes, for an auditor going through a log: the
+// documents SignBytes writes are recognised and verified in one pass over the bytes, without
+// building a tree (fastverify.go); anything else is parsed with package message's Parse (whose
+// limits the caller passes) and verified by VerifyRoot, which also decides every refusal.
+//
+// The package never parses bytes into a tree itself (size and depth limits belong to package
+// message, whose rules VerifyBytes' tokenizer copies and narrows), never decides whether a
+// certificate is trusted, and never reads configuration.
 package dsig
 
 // The profile's namespace and algorithm identifiers.
