@@ -25,8 +25,8 @@
 // limits the caller passes) and verified by VerifyRoot, which also decides every refusal.
 //
 // The package never parses bytes into a tree itself (size and depth limits belong to package
-// message, whose rules VerifyBytes' tokenizer copies and narrows), never decides whether a
-// certificate is trusted, and never reads configuration.
+// message, and the subset of XML both read in one pass to package xmltok), never decides
+// whether a certificate is trusted, and never reads configuration.
 package dsig
 
 // The profile's namespace and algorithm identifiers.

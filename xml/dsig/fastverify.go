@@ -11,14 +11,16 @@ import (
 
 	"github.com/beevik/etree"
 
+	"github.com/evoucher/evoucher/xml/internal/xmltok"
 	"github.com/evoucher/evoucher/xml/message"
 )
 
 // This file holds VerifyBytes' fast path. It never refuses: it accepts a document, or leaves
 // it to the fallback (message.Parse, then VerifyRoot), which decides. So it only has to be sure
 // that what it accepts VerifyRoot accepts too, with the same root and certificate. It takes
-// the tokens of the tokenizer (fastscan.go) and recognises one shape, the one SignBytes writes
-// (and xmlsec1, white space between the signature's elements and in its base64 included):
+// the tokens of xmltok, from which message.Parse builds its fast-path tree, and recognises
+// one shape, the one SignBytes writes (and xmlsec1, white space between the signature's
+// elements and in its base64 included):
 //
 //   - the root element without prefix, with attributes without prefix and at most a default
 //     namespace declaration, exactly one of them an identifier (Id, ID, id…), Id, without
@@ -64,7 +66,7 @@ type outAttr struct {
 }
 
 type fastState struct {
-	tokenizer
+	xmltok.Tokenizer
 	scope, rendered []tokBinding
 	marks           [][2]int32 // scope and rendered lengths at each open element
 	used            [][]byte
@@ -80,13 +82,13 @@ var fastPool = sync.Pool{New: func() any {
 }}
 
 func (f *fastState) release() {
-	f.b = nil
+	keep := f.Tokenizer.Release()
 	clear(f.scope[:cap(f.scope)])
 	clear(f.rendered[:cap(f.rendered)])
 	clear(f.used[:cap(f.used)])
 	clear(f.attrs[:cap(f.attrs)])
 	clear(f.top[:cap(f.top)])
-	if cap(f.toks) > 4096 || cap(f.tokenizer.attrs) > 4096 || cap(f.scope) > 256 || cap(f.buf) > 1<<16 || cap(f.sigBuf) > 4096 {
+	if !keep || cap(f.scope) > 256 || cap(f.sigBuf) > 4096 {
 		return // a large or hostile document's; let it go
 	}
 	fastPool.Put(f)
@@ -96,30 +98,30 @@ func (f *fastState) release() {
 func verifyFast(b []byte, lim message.Limits, trustFor TrustFor, cache *certCache) (*etree.Element, *x509.Certificate, bool) {
 	f := fastPool.Get().(*fastState)
 	defer f.release()
-	if !f.tokenize(b, lim) {
+	if !f.Tokenize(b, xmltok.Limits{MaxBytes: lim.MaxBytes, MaxDepth: lim.MaxDepth, MaxElements: lim.MaxElements}) {
 		return nil, nil, false
 	}
-	toks := f.toks
+	toks := f.Toks
 
 	// The root.
 	root := &toks[0]
-	if root.colon >= 0 {
+	if root.Colon >= 0 {
 		return nil, nil, false
 	}
 	var rootID []byte
 	ids := 0
-	for _, a := range f.tokenizer.attrs[root.a0:root.a1] {
-		name := b[a.s:a.e]
+	for _, a := range f.Tokenizer.Attrs[root.A0:root.A1] {
+		name := b[a.S:a.E]
 		switch {
-		case a.colon >= 0:
+		case a.Colon >= 0:
 			return nil, nil, false
 		case string(name) == "xmlns":
 			continue
 		case bytes.EqualFold(name, []byte(idAttr)):
 			ids++
 			if string(name) == idAttr {
-				rootID = b[a.vs:a.ve]
-				if a.refs {
+				rootID = b[a.VS:a.VE]
+				if a.Refs {
 					return nil, nil, false
 				}
 			}
@@ -130,16 +132,16 @@ func verifyFast(b []byte, lim message.Limits, trustFor TrustFor, cache *certCach
 	}
 
 	// The signature: the root's last child element, with raw white space after it.
-	k := root.match - 1
-	for ; k > 0 && toks[k].kind == tokText; k-- {
-		if toks[k].refs || !blank(b[toks[k].s:toks[k].e]) {
+	k := root.Match - 1
+	for ; k > 0 && toks[k].Kind == xmltok.Text; k-- {
+		if toks[k].Refs || !xmltok.Blank(b[toks[k].S:toks[k].E]) {
 			return nil, nil, false
 		}
 	}
-	if toks[k].kind != tokEnd || toks[k].depth != 2 {
+	if toks[k].Kind != xmltok.End || toks[k].Depth != 2 {
 		return nil, nil, false
 	}
-	sig, ok := f.signature(toks[k].match, rootID)
+	sig, ok := f.signature(toks[k].Match, rootID)
 	if !ok {
 		return nil, nil, false
 	}
@@ -165,9 +167,9 @@ func verifyFast(b []byte, lim message.Limits, trustFor TrustFor, cache *certCach
 	} else if checkKey(s.cert.PublicKey, "the signer's certificate") != nil {
 		return nil, nil, false
 	}
-	parsed := etree.NewElement(string(b[root.s:root.e]))
-	for _, a := range f.tokenizer.attrs[root.a0:root.a1] {
-		parsed.CreateAttr(string(b[a.s:a.e]), string(f.decode(a.vs, a.ve, a.refs)))
+	parsed := etree.NewElement(string(b[root.S:root.E]))
+	for _, a := range f.Tokenizer.Attrs[root.A0:root.A1] {
+		parsed.CreateAttr(string(b[a.S:a.E]), string(f.Decode(a.VS, a.VE, a.Refs)))
 	}
 	signed := etree.NewElement(parsed.Tag)
 	signed.Attr = make([]etree.Attr, len(f.top))
@@ -176,7 +178,7 @@ func verifyFast(b []byte, lim message.Limits, trustFor TrustFor, cache *certCach
 			// The root's default namespace: the root declares the only one in its scope.
 			signed.Attr[i] = etree.Attr{Key: "xmlns", Value: parsed.SelectAttrValue("xmlns", string(a.uri))}
 		} else {
-			signed.Attr[i] = parsed.Attr[a.attr-root.a0]
+			signed.Attr[i] = parsed.Attr[a.attr-root.A0]
 		}
 	}
 	trust, err := trustFor(parsed)
@@ -208,18 +210,18 @@ type sigShape struct {
 
 // signature reads the ds:Signature whose start token is start.
 func (f *fastState) signature(start int32, rootID []byte) (sigShape, bool) {
-	b, toks := f.b, f.toks
-	sig := sigShape{start: start, end: toks[start].match}
+	b, toks := f.B, f.Toks
+	sig := sigShape{start: start, end: toks[start].Match}
 	st := &toks[start]
-	if st.colon < 0 || string(b[st.colon+1:st.e]) != "Signature" || st.a1-st.a0 != 1 {
+	if st.Colon < 0 || string(b[st.Colon+1:st.E]) != "Signature" || st.A1-st.A0 != 1 {
 		return sig, false
 	}
-	prefix := b[st.s:st.colon]
+	prefix := b[st.S:st.Colon]
 	if bytes.Equal(prefix, bXML) || bytes.Equal(prefix, bXMLNS) {
 		return sig, false
 	}
-	a := f.tokenizer.attrs[st.a0]
-	if a.colon < 0 || string(b[a.s:a.colon]) != "xmlns" || !bytes.Equal(b[a.colon+1:a.e], prefix) || a.refs || string(b[a.vs:a.ve]) != nsDSig {
+	a := f.Tokenizer.Attrs[st.A0]
+	if a.Colon < 0 || string(b[a.S:a.Colon]) != "xmlns" || !bytes.Equal(b[a.Colon+1:a.E], prefix) || a.Refs || string(b[a.VS:a.VE]) != nsDSig {
 		return sig, false
 	}
 	c := sigCursor{f: f, prefix: prefix, i: start + 1, ok: true}
@@ -275,10 +277,10 @@ type sigCursor struct {
 
 // skipBlank skips raw white space.
 func (c *sigCursor) skipBlank() {
-	toks := c.f.toks
-	for c.i < int32(len(toks)) && toks[c.i].kind == tokText {
+	toks := c.f.Toks
+	for c.i < int32(len(toks)) && toks[c.i].Kind == xmltok.Text {
 		t := &toks[c.i]
-		if t.refs || !blank(c.f.b[t.s:t.e]) {
+		if t.Refs || !xmltok.Blank(c.f.B[t.S:t.E]) {
 			c.ok = false
 			return
 		}
@@ -291,26 +293,26 @@ func (c *sigCursor) skipBlank() {
 func (c *sigCursor) open(name, attr, value string) int32 {
 	c.skipBlank()
 	f := c.f
-	if !c.ok || c.i >= int32(len(f.toks)) {
+	if !c.ok || c.i >= int32(len(f.Toks)) {
 		c.ok = false
 		return 0
 	}
-	t := &f.toks[c.i]
-	b := f.b
-	if t.kind != tokStart || t.colon < 0 || !bytes.Equal(b[t.s:t.colon], c.prefix) || string(b[t.colon+1:t.e]) != name {
+	t := &f.Toks[c.i]
+	b := f.B
+	if t.Kind != xmltok.Start || t.Colon < 0 || !bytes.Equal(b[t.S:t.Colon], c.prefix) || string(b[t.Colon+1:t.E]) != name {
 		c.ok = false
 		return 0
 	}
 	switch {
-	case attr == "" && t.a1 != t.a0:
+	case attr == "" && t.A1 != t.A0:
 		c.ok = false
 	case attr != "":
-		if t.a1-t.a0 != 1 {
+		if t.A1-t.A0 != 1 {
 			c.ok = false
 			break
 		}
-		a := f.tokenizer.attrs[t.a0]
-		if a.colon >= 0 || a.refs || string(b[a.s:a.e]) != attr || string(b[a.vs:a.ve]) != value {
+		a := f.Tokenizer.Attrs[t.A0]
+		if a.Colon >= 0 || a.Refs || string(b[a.S:a.E]) != attr || string(b[a.VS:a.VE]) != value {
 			c.ok = false
 		}
 	}
@@ -321,7 +323,7 @@ func (c *sigCursor) open(name, attr, value string) int32 {
 // close expects the end tag of the element whose start tag is start.
 func (c *sigCursor) close(start int32) {
 	c.skipBlank()
-	if !c.ok || c.i >= int32(len(c.f.toks)) || c.f.toks[c.i].kind != tokEnd || c.f.toks[c.i].match != start {
+	if !c.ok || c.i >= int32(len(c.f.Toks)) || c.f.Toks[c.i].Kind != xmltok.End || c.f.Toks[c.i].Match != start {
 		c.ok = false
 		return
 	}
@@ -331,7 +333,7 @@ func (c *sigCursor) close(start int32) {
 // leaf expects an empty P:name with the one attribute attr="value".
 func (c *sigCursor) leaf(name, attr, value string) {
 	start := c.open(name, attr, value)
-	if !c.ok || c.i >= int32(len(c.f.toks)) || c.f.toks[c.i].kind != tokEnd || c.f.toks[c.i].match != start {
+	if !c.ok || c.i >= int32(len(c.f.Toks)) || c.f.Toks[c.i].Kind != xmltok.End || c.f.Toks[c.i].Match != start {
 		c.ok = false
 		return
 	}
@@ -342,14 +344,14 @@ func (c *sigCursor) leaf(name, attr, value string) {
 // the text.
 func (c *sigCursor) text(name string) []byte {
 	start := c.open(name, "", "")
-	toks := c.f.toks
-	if !c.ok || c.i+1 >= int32(len(toks)) || toks[c.i].kind != tokText || toks[c.i].refs || toks[c.i+1].kind != tokEnd || toks[c.i+1].match != start {
+	toks := c.f.Toks
+	if !c.ok || c.i+1 >= int32(len(toks)) || toks[c.i].Kind != xmltok.Text || toks[c.i].Refs || toks[c.i+1].Kind != xmltok.End || toks[c.i+1].Match != start {
 		c.ok = false
 		return nil
 	}
 	t := &toks[c.i]
 	c.i += 2
-	return c.f.b[t.s:t.e]
+	return c.f.B[t.S:t.E]
 }
 
 // resetC14N starts a canonical form: the namespaces of etreeutils' default context, nothing
@@ -364,9 +366,9 @@ func (f *fastState) resetC14N() {
 // prefixOf returns the prefix of a name (nil: none) and its local part.
 func (f *fastState) prefixOf(s, e, colon int32) (prefix, local []byte) {
 	if colon < 0 {
-		return nil, f.b[s:e]
+		return nil, f.B[s:e]
 	}
-	return f.b[s:colon], f.b[colon+1 : e]
+	return f.B[s:colon], f.B[colon+1 : e]
 }
 
 // declare pushes the namespace declarations of the start tag tok onto the scope, as
@@ -374,9 +376,9 @@ func (f *fastState) prefixOf(s, e, colon int32) (prefix, local []byte) {
 // fallback: empty ones, ones with references, the default namespace bound to xmlns' and
 // anything declared for the prefixes xml and xmlns.
 func (f *fastState) declare(tok int32) bool {
-	b, t := f.b, &f.toks[tok]
-	for _, a := range f.tokenizer.attrs[t.a0:t.a1] {
-		prefix, local := f.prefixOf(a.s, a.e, a.colon)
+	b, t := f.B, &f.Toks[tok]
+	for _, a := range f.Tokenizer.Attrs[t.A0:t.A1] {
+		prefix, local := f.prefixOf(a.S, a.E, a.Colon)
 		var p []byte
 		switch {
 		case prefix == nil && string(local) == "xmlns":
@@ -389,8 +391,8 @@ func (f *fastState) declare(tok int32) bool {
 		default:
 			continue
 		}
-		uri := b[a.vs:a.ve]
-		if a.refs || len(uri) == 0 || bytes.Equal(uri, bNSXMLNS) {
+		uri := b[a.VS:a.VE]
+		if a.Refs || len(uri) == 0 || bytes.Equal(uri, bNSXMLNS) {
 			return false
 		}
 		f.scope = append(f.scope, tokBinding{p, uri})
@@ -420,25 +422,25 @@ func outLess(a, b *outAttr) bool {
 // identifier, and it also checks the element and its content for the fast path (see above):
 // no ds:Signature, no other element with the identifier rootID.
 func (f *fastState) canonicalize(from, skipFrom, skipTo int32, top bool, rootID []byte) bool {
-	b := f.b
-	last := f.toks[from].match
+	b := f.B
+	last := f.Toks[from].Match
 	for k := from; k <= last; k++ {
 		if k == skipFrom {
 			k = skipTo
 			continue
 		}
-		t := &f.toks[k]
-		switch t.kind {
-		case tokText:
-			f.escape(f.decode(t.s, t.e, t.refs), false)
-		case tokEnd:
+		t := &f.Toks[k]
+		switch t.Kind {
+		case xmltok.Text:
+			f.escape(f.Decode(t.S, t.E, t.Refs), false)
+		case xmltok.End:
 			f.writeBytes([]byte("</"))
-			f.writeBytes(b[t.s:t.e])
+			f.writeBytes(b[t.S:t.E])
 			f.writeBytes([]byte(">"))
 			m := f.marks[len(f.marks)-1]
 			f.marks = f.marks[:len(f.marks)-1]
 			f.scope, f.rendered = f.scope[:m[0]], f.rendered[:m[1]]
-		case tokStart:
+		case xmltok.Start:
 			f.marks = append(f.marks, [2]int32{int32(len(f.scope)), int32(len(f.rendered))})
 			if !f.declare(k) || !f.startTag(k, top && k == from, rootID != nil, rootID != nil && k != from, rootID) {
 				return false
@@ -459,8 +461,8 @@ func (f *fastState) canonicalize(from, skipFrom, skipTo int32, top bool, rootID 
 // scanDocument counts it); with ids, an attribute whose local name is an identifier's
 // (Id, ID, id…) with the value rootID.
 func (f *fastState) startTag(tok int32, top, sigs, ids bool, rootID []byte) bool {
-	b, t := f.b, &f.toks[tok]
-	prefix, local := f.prefixOf(t.s, t.e, t.colon)
+	b, t := f.B, &f.Toks[tok]
+	prefix, local := f.prefixOf(t.S, t.E, t.Colon)
 	if bytes.Equal(prefix, bXML) || bytes.Equal(prefix, bXMLNS) {
 		return false
 	}
@@ -471,10 +473,10 @@ func (f *fastState) startTag(tok int32, top, sigs, ids bool, rootID []byte) bool
 	}
 	f.used = append(f.used[:0], prefix)
 	f.attrs = f.attrs[:0]
-	for i := t.a0; i < t.a1; i++ {
-		a := &f.tokenizer.attrs[i]
-		ap, al := f.prefixOf(a.s, a.e, a.colon)
-		if ids && bytes.EqualFold(al, []byte(idAttr)) && bytes.Equal(f.decode(a.vs, a.ve, a.refs), rootID) {
+	for i := t.A0; i < t.A1; i++ {
+		a := &f.Tokenizer.Attrs[i]
+		ap, al := f.prefixOf(a.S, a.E, a.Colon)
+		if ids && bytes.EqualFold(al, []byte(idAttr)) && bytes.Equal(f.Decode(a.VS, a.VE, a.Refs), rootID) {
 			return false // the root's identifier again
 		}
 		switch {
@@ -525,7 +527,7 @@ func (f *fastState) startTag(tok int32, top, sigs, ids bool, rootID []byte) bool
 		f.top = append(f.top[:0], attrs...)
 	}
 	f.writeBytes([]byte("<"))
-	f.writeBytes(b[t.s:t.e])
+	f.writeBytes(b[t.S:t.E])
 	for i := range attrs {
 		a := &attrs[i]
 		f.writeBytes([]byte(" "))
@@ -538,8 +540,8 @@ func (f *fastState) startTag(tok int32, top, sigs, ids bool, rootID []byte) bool
 		if a.attr < 0 {
 			f.escape(a.uri, true)
 		} else {
-			ta := &f.tokenizer.attrs[a.attr]
-			f.escape(f.decode(ta.vs, ta.ve, ta.refs), true)
+			ta := &f.Tokenizer.Attrs[a.attr]
+			f.escape(f.Decode(ta.VS, ta.VE, ta.Refs), true)
 		}
 		f.writeBytes([]byte(`"`))
 	}
