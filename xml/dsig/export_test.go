@@ -80,13 +80,6 @@ func CanonicalEtreeutils(el *etree.Element, skip int, inherit bool) ([]byte, *et
 	return buf.Bytes(), cp, nil
 }
 
-// ScanDocument reports whether doc passes the document-level checks of Verify, which come
-// before any canonicalization.
-func ScanDocument(doc *etree.Document) error {
-	_, err := scanDocument(doc, false)
-	return err
-}
-
 // RSAVerifier returns the verification of RSA signatures over SHA-256 hashes under pub that a
 // Verifier keeps for a signer.
 func RSAVerifier(pub *rsa.PublicKey) func(hashed, sig []byte) error { return newRSAKey(pub).verify }
