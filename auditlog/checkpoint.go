@@ -76,11 +76,14 @@ type Checkpoint struct {
 	Note []byte // the signed note, as served
 }
 
-// Sign makes, stores and returns a checkpoint of the log as it is now. A checkpoint of the
-// same size as the last one is returned as is.
+// Sign makes, stores and returns a checkpoint of the log as it is now, after sequencing what
+// is queued. A checkpoint of the same size as the last one is returned as is.
 func (l *Log) Sign(ctx context.Context) (Checkpoint, error) {
 	if l.signer == nil {
 		return Checkpoint{}, errors.New("auditlog: no checkpoint signer")
+	}
+	if _, err := sequence(ctx, l.db); err != nil {
+		return Checkpoint{}, err
 	}
 	size, err := l.Size(ctx)
 	if err != nil {

@@ -74,8 +74,8 @@ type Proof struct {
 	Hashes      [][]byte
 }
 
-// ProveTx returns the inclusion proof of entry index in the tree of size, reading through q —
-// inside the transaction that appended it, before it commits.
+// ProveTx returns the inclusion proof of entry index in the tree of size, reading through q: a
+// pool, or the transaction that appended it, before it commits.
 func ProveTx(ctx context.Context, q Querier, index, size uint64) (Proof, error) {
 	nodes, err := proof.Inclusion(index, size)
 	if err != nil {
