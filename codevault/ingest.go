@@ -54,13 +54,13 @@ func (v *Vault) receive(ctx context.Context, peer pki.Identity, raw []byte, dige
 	// An exact retry by its sender gets the answer it got the first time; anyone else sending
 	// the same bytes goes through the checks below and is refused.
 	var stored, answer []byte
-	var storedIdx *int64
+	var storedIdx, logMessage *int64
 	var sender, messageID string
-	err = v.db.QueryRow(ctx, `SELECT response, response_index, answer, sender, message_id FROM messages WHERE digest = $1`, digest[:]).
-		Scan(&stored, &storedIdx, &answer, &sender, &messageID)
+	err = v.db.QueryRow(ctx, `SELECT response, response_index, answer, log_message, sender, message_id FROM messages WHERE digest = $1`, digest[:]).
+		Scan(&stored, &storedIdx, &answer, &logMessage, &sender, &messageID)
 	if err == nil && stored == nil && answer != nil && sender == peer.Entity {
 		// Recorded, but the center stopped before its receipt was signed.
-		resp, err := v.deliver(ctx, messageID, answer)
+		resp, err := v.deliver(ctx, messageID, answer, logMessage)
 		return resp, env, err
 	}
 	if err == nil && stored == nil && storedIdx != nil && sender == peer.Entity {
@@ -168,9 +168,9 @@ type inbound struct {
 	digest [32]byte
 }
 
-// logProof proves the entry just appended in tx, in the tree that ends with it.
-func logProof(ctx context.Context, tx pgx.Tx, index uint64) (message.LogProof, error) {
-	p, err := auditlog.ProveTx(ctx, tx, index, index+1)
+// logProof proves entry index in the tree that ends with it, reading through q.
+func logProof(ctx context.Context, q auditlog.Querier, index uint64) (message.LogProof, error) {
+	p, err := auditlog.ProveTx(ctx, q, index, index+1)
 	return message.LogProof{Size: p.Size, Root: p.Root, Hashes: p.Hashes}, err
 }
 
@@ -242,21 +242,18 @@ func (v *Vault) ingest(ctx context.Context, peer pki.Identity, in inbound) ([]by
 	default:
 		return nil, err
 	}
-	// The batch and its receipt go in the exchange log with what they caused; the receipt
-	// names the batch's entry.
-	if receipt.LogIndex, err = auditlog.Append(ctx, tx, logged(env, in.raw)); err != nil {
+	// The batch goes in the exchange log's queue with what it caused. The receipt is stored
+	// unsigned with what it answers; it is completed with the batch's entry once sequenced,
+	// and signed, after the commit (deliver, migrations 0014 and 0015).
+	ids, err := auditlog.Enqueue(ctx, tx, logged(env, in.raw))
+	if err != nil {
 		return nil, err
 	}
-	if receipt.LogProof, err = logProof(ctx, tx, receipt.LogIndex); err != nil {
-		return nil, err
-	}
-	// The receipt is stored unsigned with what it answers, and signed after the commit
-	// (deliver, migration 0014).
 	unsigned, err := message.BuildBatchReceipt(receiptEnvelope(receipt, env, now)).WriteToBytes()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE messages SET answer = $2 WHERE message_id = $1`, env.MessageID, unsigned); err != nil {
+	if err := v.prepare(ctx, tx, env.MessageID, unsigned, ids[0]); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -265,7 +262,7 @@ func (v *Vault) ingest(ctx context.Context, peer pki.Identity, in inbound) ([]by
 	if receipt.Status == message.StatusAccepted {
 		v.meter.Accepted(env.Sender, h.Product, h.Count)
 	}
-	return v.deliver(ctx, env.MessageID, unsigned)
+	return v.deliver(ctx, env.MessageID, unsigned, &ids[0])
 }
 
 func receiptEnvelope(r message.BatchReceipt, in message.Envelope, now time.Time) message.BatchReceipt {

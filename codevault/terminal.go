@@ -54,41 +54,46 @@ func (v *Vault) register(ctx context.Context, env message.Envelope, digest [32]b
 	return tx, nil
 }
 
-// answer logs a terminal's document and commits tx with a Receipt naming its log entry stored
-// unsigned as the message's answer; then it signs, logs and stores the receipt (deliver) and
-// returns it. The HSM signature is made after the commit, so the log's lock is not held
-// through it (migration 0014). An error after the commit leaves the message recorded: the
-// terminal's retry gets the receipt.
+// answer logs a terminal's document and commits tx with a Receipt stored unsigned as the
+// message's answer; then it completes, signs, logs and stores the receipt (deliver) and
+// returns it. The document is queued in the log with its effects (migration 0015) and the
+// receipt, which names its entry and proves it, is completed once it is sequenced; the HSM
+// signature is made after the commit too (migration 0014). An error after the commit leaves
+// the message recorded: the terminal's retry gets the receipt.
 func (v *Vault) answer(ctx context.Context, tx pgx.Tx, in inbound, status, detail string) ([]byte, error) {
 	env := in.env
-	idx, err := auditlog.Append(ctx, tx, logged(env, in.raw))
-	if err != nil {
-		return nil, err
-	}
-	lp, err := logProof(ctx, tx, idx)
+	ids, err := auditlog.Enqueue(ctx, tx, logged(env, in.raw))
 	if err != nil {
 		return nil, err
 	}
 	id := uuid.NewString()
 	renv := message.Envelope{Type: "Receipt", ID: "rc-" + id, MessageID: id, Sender: message.Center, Recipient: env.Sender, Created: v.now().UTC()}
-	unsigned, err := message.BuildReceipt(message.Receipt{Envelope: renv, InReplyTo: env.MessageID, Status: status, Detail: detail, LogIndex: idx, LogProof: lp}).WriteToBytes()
+	unsigned, err := message.BuildReceipt(message.Receipt{Envelope: renv, InReplyTo: env.MessageID, Status: status, Detail: detail}).WriteToBytes()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE messages SET answer = $2 WHERE message_id = $1`, env.MessageID, unsigned); err != nil {
+	if err := v.prepare(ctx, tx, env.MessageID, unsigned, ids[0]); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	return v.deliver(ctx, env.MessageID, unsigned)
+	return v.deliver(ctx, env.MessageID, unsigned, &ids[0])
 }
 
-// deliver signs the answer prepared, unsigned, for message messageID, appends it to the log
-// and stores it as the message's response, in a transaction of its own, and returns it. When
-// the response is stored already (a retry answered at the same time), it returns that one and
-// logs nothing.
-func (v *Vault) deliver(ctx context.Context, messageID string, unsigned []byte) ([]byte, error) {
+// prepare stores a message's unsigned answer and the log message its document was queued as.
+func (v *Vault) prepare(ctx context.Context, tx pgx.Tx, messageID string, unsigned []byte, logMessage int64) error {
+	_, err := tx.Exec(ctx, `UPDATE messages SET answer = $2, log_message = $3 WHERE message_id = $1`, messageID, unsigned, logMessage)
+	return err
+}
+
+// deliver completes the receipt prepared, unsigned, for message messageID with the log entry
+// of the document it answers (logMessage, as queued; nil for a receipt prepared before
+// migration 0015, which names its entry already), signs it, logs it and stores it as the
+// message's response, in a transaction of its own, and returns it once it is in the log's
+// tree. When the response is stored already (a retry answered at the same time), it returns
+// that one and logs nothing.
+func (v *Vault) deliver(ctx context.Context, messageID string, unsigned []byte, logMessage *int64) ([]byte, error) {
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(unsigned); err != nil {
 		return nil, fmt.Errorf("answer to %s: %w", messageID, err)
@@ -96,6 +101,19 @@ func (v *Vault) deliver(ctx context.Context, messageID string, unsigned []byte) 
 	renv, err := message.ReadEnvelope(doc.Root())
 	if err != nil {
 		return nil, fmt.Errorf("answer to %s: %w", messageID, err)
+	}
+	if logMessage != nil {
+		idx, err := v.seq.Index(ctx, *logMessage)
+		if err != nil {
+			return nil, err
+		}
+		lp, err := logProof(ctx, v.db, idx)
+		if err != nil {
+			return nil, err
+		}
+		if err := message.SetLogEntry(doc.Root(), idx, lp); err != nil {
+			return nil, fmt.Errorf("answer to %s: %w", messageID, err)
+		}
 	}
 	resp, err := v.sign(doc)
 	if err != nil {
@@ -113,13 +131,20 @@ func (v *Vault) deliver(ctx context.Context, messageID string, unsigned []byte) 
 	if stored != nil {
 		return stored, nil
 	}
-	if _, err := auditlog.Append(ctx, tx, logged(renv, resp)); err != nil {
+	if _, err := auditlog.Enqueue(ctx, tx, logged(renv, resp)); err != nil {
 		return nil, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE messages SET response = $2 WHERE message_id = $1`, messageID, resp); err != nil {
 		return nil, err
 	}
-	return resp, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return nil, err
+	}
+	// A receipt is in the log before it is sent.
+	if err := v.seq.Sync(ctx); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // ack confirms a shipment: Sent → Confirmed, its codes shipped → delivered.

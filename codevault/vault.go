@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/evoucher/evoucher/auditlog"
 	"github.com/evoucher/evoucher/pki"
 	"github.com/evoucher/evoucher/xml/message"
 )
@@ -93,6 +94,8 @@ type Config struct {
 	// walks past the codes that shipments still in flight hold locked, so more at once only
 	// makes each slower (see shipSlot).
 	Shipping int
+	// Sequencer sequences the exchange log's queue (nil: one of its own on DB).
+	Sequencer *auditlog.Sequencer
 }
 
 // Vault is the code vault.
@@ -114,6 +117,8 @@ type Vault struct {
 	ledger  Ledger
 	// shipping holds one token per shipment being built (Config.Shipping).
 	shipping chan struct{}
+	// seq sequences the log's queue: a receipt is made once its message has its index.
+	seq *auditlog.Sequencer
 }
 
 // New returns a Vault. It fails when a dependency is missing.
@@ -132,6 +137,10 @@ func New(cfg Config) (*Vault, error) {
 		cfg.Shipping = max(4, runtime.GOMAXPROCS(0))
 	}
 	v.shipping = make(chan struct{}, cfg.Shipping)
+	v.seq = cfg.Sequencer
+	if v.seq == nil {
+		v.seq = auditlog.NewSequencer(cfg.DB)
+	}
 	if v.now == nil {
 		v.now = time.Now
 	}

@@ -70,6 +70,10 @@ request. It logs JSON to stderr and stops gracefully on SIGTERM or SIGINT.`,
 	return cmd
 }
 
+// sequenceEvery is how often the server sequences the exchange log's queue, for the entries
+// no receipt waits for (a statement, a message whose receipt failed, another server's).
+const sequenceEvery = 200 * time.Millisecond
+
 func runServer(ctx context.Context, g *globals, listen string, checkpointEvery time.Duration, witnesses []string, alarms *alarmFlags, dashFlags *dashboardFlags) error {
 	c, err := g.openCenter(ctx)
 	if err != nil {
@@ -128,6 +132,14 @@ func runServer(ctx context.Context, g *globals, listen string, checkpointEvery t
 		return err
 	}
 	defer stopAlarms()
+
+	// Sequence the exchange log's queue for the entries nobody waits for (receipts sequence
+	// what they answer themselves).
+	go func() {
+		if err := c.seq.Run(ctx, sequenceEvery); err != nil && ctx.Err() == nil {
+			g.log.ErrorContext(ctx, "exchange log sequencer stopped", "err", err)
+		}
+	}()
 
 	// Sign a checkpoint of the exchange log now and at every interval, and push each new one to
 	// the witnesses (a failed push is tried again at the next interval).

@@ -98,6 +98,7 @@ type center struct {
 	ops     *operator.Registry
 	shops   *retailer.Registry
 	xlog    *auditlog.Log
+	seq     *auditlog.Sequencer // the exchange log's queue, sequenced by this process
 	money   *ledger.Ledger
 	certs   map[string]*x509.Certificate // the center's own: center-sign, center-encrypt
 }
@@ -158,8 +159,10 @@ func (c *center) openVault(g *globals) error {
 	if c.money, err = ledger.New(ledger.Config{DB: c.db, Signer: sign, SignCert: c.certs["center-sign"]}); err != nil {
 		return err
 	}
+	c.seq = auditlog.NewSequencer(c.db)
 	c.vault, err = codevault.New(codevault.Config{DB: c.db, Keys: c.tok, Decrypter: enc, EncryptCert: c.certs["center-encrypt"],
-		Signer: sign, SignCert: c.certs["center-sign"], PKI: c.ca, Meter: c.metrics.Vault, Parties: parties{c.shops}, Ledger: c.money})
+		Signer: sign, SignCert: c.certs["center-sign"], PKI: c.ca, Meter: c.metrics.Vault, Parties: parties{c.shops}, Ledger: c.money,
+		Sequencer: c.seq})
 	if err != nil {
 		return err
 	}

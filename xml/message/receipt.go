@@ -43,6 +43,20 @@ func addLogProof(parent *etree.Element, p LogProof) {
 	}
 }
 
+// SetLogEntry sets the LogIndex and LogProof of an unsigned Receipt or BatchReceipt (the last
+// two elements BuildReceipt and BuildBatchReceipt write): a receipt is built with the effect
+// it answers, and completed once its message has its place in the log.
+func SetLogEntry(root *etree.Element, index uint64, p LogProof) error {
+	li, lp := root.SelectElement("LogIndex"), root.SelectElement("LogProof")
+	if li == nil || lp == nil || root.ChildElements()[len(root.ChildElements())-1] != lp {
+		return invalid("malformed", "%s has no LogIndex and LogProof to set", root.Tag)
+	}
+	li.SetText(strconv.FormatUint(index, 10))
+	root.RemoveChild(lp)
+	addLogProof(root, p)
+	return nil
+}
+
 func readLogProof(parent *etree.Element) (LogProof, error) {
 	el, err := child(parent, "LogProof")
 	if err != nil {
