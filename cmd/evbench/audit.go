@@ -155,20 +155,29 @@ func benchAudit(ctx context.Context, c auditConfig) error {
 	fmt.Printf("docs     %d distinct signed documents (%d PurchaseOrders by the center's RSA-3072 token key, %d StockOrders, ShipmentAcks and SalesReports by %d terminals' RSA-2048 keys), %.0f bytes on average, signed in %.2f s; the log cycles through them\n",
 		len(docs), centerDocs, len(docs)-centerDocs, len(parties.terminals), float64(bytes)/float64(len(docs)), time.Since(t0).Seconds())
 
-	// One message per transaction, first as a transaction of its own (the append its only
-	// statement), then inside BEGIN … COMMIT as an effect's transaction makes it, then batch per
-	// transaction.
-	appendPerS, err := auditAppend(ctx, db, docs, 0, c.appends, c.writers, 0)
-	if err != nil {
-		return err
+	// One message per transaction through the queue (as the center logs what terminals and
+	// operators send, and its receipts): first as a transaction of its own, then inside
+	// BEGIN … COMMIT with the writer waiting for its entry's index as a receipt does; then
+	// through the locked path (the index inside the transaction, as a shipment needs it); then
+	// batch per transaction through the queue.
+	runs := []appendRun{
+		{queue: true, alone: true},
+		{queue: true, batch: 1, wait: true},
+		{alone: true},
+		{queue: true, batch: c.batch},
 	}
-	built := c.appends
-	for _, batch := range []int{1, c.batch} {
-		if batch == 0 || built+c.appends > c.entries {
+	var appendPerS float64
+	built := 0
+	for i, r := range runs {
+		if (!r.alone && r.batch == 0) || built+c.appends > c.entries {
 			continue
 		}
-		if _, err := auditAppend(ctx, db, docs, built, c.appends, c.writers, batch); err != nil {
+		perS, err := auditAppend(ctx, db, docs, built, c.appends, c.writers, r)
+		if err != nil {
 			return err
+		}
+		if i == 0 {
+			appendPerS = perS
 		}
 		built += c.appends
 	}
@@ -251,7 +260,7 @@ func benchAudit(ctx context.Context, c auditConfig) error {
 	mixFloor := (float64(c.entries-center)*t2048.Seconds() + float64(center)*min(t3072, t3072big).Seconds()) / float64(cores)
 	fmt.Printf("floor    one RSA-2048 verification %.1f µs, RSA-3072 %.1f µs with crypto/rsa, %.1f µs with math/big as xml/dsig does (measured here, one goroutine); entries × RSA-2048 / %d cores = %.2f s; with this log's mix (%d RSA-3072) %.2f s\n",
 		us(t2048), us(t3072), us(t3072big), cores, floor, center, mixFloor)
-	fmt.Printf("ratio    verify / floor = %.2f, verify / mix floor = %.2f (target: verify ≤ 25 s on 2 cores); append %.0f messages/s, one per transaction (target ≥ 10,000)\n",
+	fmt.Printf("ratio    verify / floor = %.2f, verify / mix floor = %.2f (target: verify ≤ 25 s on 2 cores); append %.0f messages/s, queued one per transaction (target ≥ 10,000)\n",
 		verifyS/floor, verifyS/mixFloor, appendPerS)
 	fmt.Printf("{\"bench\":\"audit\",\"append_per_s\":%v,\"verify_entries\":%d,\"verify_s\":%v}\n", round(appendPerS), c.entries, round(verifyS))
 	return nil
@@ -422,24 +431,66 @@ func readEnvelope(raw []byte) (message.Envelope, error) {
 	return message.ReadEnvelope(doc.Root())
 }
 
-// auditAppend has writers append n entries, docs from..from+n cycled, batch per transaction
-// (0: one per transaction, the append its only statement, no BEGIN or COMMIT), and returns the
-// messages appended per second. It prints the rate, the latency of a
-// transaction and the CPU time per message of this process and of PostgreSQL's backends.
-func auditAppend(ctx context.Context, db *pgxpool.Pool, docs []auditlog.Entry, from, n, writers, batch int) (float64, error) {
+// appendSequenceEvery is how often the queue is sequenced while writers append without
+// waiting for their indexes.
+const appendSequenceEvery = 5 * time.Millisecond
+
+// appendRun is how auditAppend's writers append.
+type appendRun struct {
+	queue bool // through the queue (auditlog.Enqueue), sequenced meanwhile; else auditlog.Append, under the log's lock
+	alone bool // one message per transaction, the append its only statement (no BEGIN or COMMIT)
+	batch int  // else, messages per transaction, between BEGIN and COMMIT
+	wait  bool // each writer waits for its message's index after the commit, as a receipt does
+}
+
+func (r appendRun) String() string {
+	var s string
+	switch {
+	case r.alone:
+		s = "one per transaction, on its own"
+	case r.batch == 1:
+		s = "one per transaction, in BEGIN … COMMIT"
+	default:
+		s = fmt.Sprintf("%d per transaction", r.batch)
+	}
+	if r.wait {
+		s += ", each writer waiting for its index"
+	}
+	if r.queue {
+		return "queued, " + s
+	}
+	return "locked, " + s
+}
+
+// auditAppend has writers append n entries, docs from..from+n cycled, as r says, and returns
+// the messages appended per second: through the queue, until the last is sequenced, with a
+// sequencer running meanwhile as the center's receipts and checkpoints keep one busy. It
+// prints the rate, the latency of a transaction and the CPU time per message of this process
+// and of PostgreSQL's backends.
+func auditAppend(ctx context.Context, db *pgxpool.Pool, docs []auditlog.Entry, from, n, writers int, r appendRun) (float64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	alone := batch == 0
-	batch = max(batch, 1)
+	batch := max(r.batch, 1)
 	txs := (n + batch - 1) / batch
 	lat := make([]time.Duration, txs)
 	errs := make([]error, writers)
+	seq := auditlog.NewSequencer(db)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	debug.SetGCPercent(auditGCPercent) // as `evoucher audit verify` does
 	cpu0, pg0 := processCPU(), backendCPU(ctx, db)
 	t0 := time.Now()
+	// The sequencer, as the center runs it, every few milliseconds while the writers write,
+	// and once after.
+	seqCtx, stopSeq := context.WithCancel(ctx)
+	defer stopSeq()
+	sequencer := make(chan error, 1)
+	if r.queue {
+		go func() { sequencer <- seq.Run(seqCtx, appendSequenceEvery) }()
+	} else {
+		sequencer <- context.Canceled
+	}
 	for w := range writers {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < txs; i = int(next.Add(1) - 1) {
@@ -449,11 +500,7 @@ func auditAppend(ctx context.Context, db *pgxpool.Pool, docs []auditlog.Entry, f
 					es = append(es, &e)
 				}
 				t := time.Now()
-				append := appendTx
-				if alone {
-					append = appendAlone
-				}
-				if err := append(ctx, db, es); err != nil {
+				if err := appendOnce(ctx, db, seq, r, es); err != nil {
 					errs[w] = err
 					return
 				}
@@ -462,42 +509,68 @@ func auditAppend(ctx context.Context, db *pgxpool.Pool, docs []auditlog.Entry, f
 		})
 	}
 	wg.Wait()
+	stopSeq()
+	if err := <-sequencer; !errors.Is(err, context.Canceled) {
+		return 0, err
+	}
+	if r.queue {
+		if err := seq.Sync(ctx); err != nil {
+			return 0, err
+		}
+	}
 	wall := time.Since(t0)
 	cpu, pg := processCPU()-cpu0, backendCPUSince(ctx, db, pg0)
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
+	var size, pending int64
+	if err := db.QueryRow(ctx, `SELECT (SELECT count(*) FROM log_leaves), (SELECT count(*) FROM log_pending)`).Scan(&size, &pending); err != nil {
+		return 0, err
+	}
+	if size != int64(from+n) || pending != 0 {
+		return 0, fmt.Errorf("after appending %d entries the log has %d leaves and %d pending, want %d and 0", n, size, pending, from+n)
+	}
 	slices.Sort(lat)
 	perS := float64(n) / wall.Seconds()
-	per := "one per transaction, in BEGIN … COMMIT"
-	if alone {
-		per = "one per transaction, on its own"
-	} else if batch > 1 {
-		per = fmt.Sprintf("%d per transaction", batch)
+	var sequencing string
+	if entries, runs := seq.Stats(); r.queue && runs > 0 {
+		sequencing = fmt.Sprintf("; %d sequencings, %.1f entries each", runs, float64(entries)/float64(runs))
 	}
-	fmt.Printf("append   %d messages, %s, %d concurrent writers: %.2f s = %.0f messages/s; transaction latency p50 %.2f ms, p99 %.2f ms; CPU per message: evbench %.0f µs, PostgreSQL %.0f µs\n",
-		n, per, writers, wall.Seconds(), perS, lat[txs/2].Seconds()*1000, lat[min(txs-1, txs*99/100)].Seconds()*1000,
+	fmt.Printf("append   %d messages, %s, %d concurrent writers: %.2f s = %.0f messages/s; transaction latency p50 %.2f ms, p99 %.2f ms%s; CPU per message: evbench %.0f µs, PostgreSQL %.0f µs\n",
+		n, r, writers, wall.Seconds(), perS, lat[txs/2].Seconds()*1000, lat[min(txs-1, txs*99/100)].Seconds()*1000, sequencing,
 		cpu.Seconds()*1e6/float64(n), pg.Seconds()*1e6/float64(n))
 	return perS, nil
 }
 
-// appendAlone appends es in one statement, a transaction of its own.
-func appendAlone(ctx context.Context, db *pgxpool.Pool, es []*auditlog.Entry) error {
-	_, err := auditlog.Append(ctx, db, es...)
-	return err
-}
-
-// appendTx appends es in one transaction of its own, between BEGIN and COMMIT.
-func appendTx(ctx context.Context, db *pgxpool.Pool, es []*auditlog.Entry) error {
+// appendOnce appends es as r says.
+func appendOnce(ctx context.Context, db *pgxpool.Pool, seq *auditlog.Sequencer, r appendRun, es []*auditlog.Entry) error {
+	add := func(q auditlog.Querier) ([]int64, error) {
+		if r.queue {
+			return auditlog.Enqueue(ctx, q, es...)
+		}
+		_, err := auditlog.Append(ctx, q, es...)
+		return nil, err
+	}
+	if r.alone {
+		_, err := add(db)
+		return err
+	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
-	if _, err := auditlog.Append(ctx, tx, es...); err != nil {
+	ids, err := add(tx)
+	if err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	if r.wait && r.queue {
+		_, err = seq.Index(ctx, ids[0])
+	}
+	return err
 }
 
 // backendCPU is the CPU time used so far by each PostgreSQL backend connected to db's
