@@ -201,17 +201,14 @@ func (s *Sequencer) Stats() (entries, runs int64) {
 	return s.entries, s.runs
 }
 
-// Index returns the index of the entry of message id, sequencing the queue if it has none
-// yet. The message's transaction must have committed.
+// Index returns the index of the entry of message id, once sequenced: it sequences first (a
+// message just committed is not sequenced yet). The message's transaction must have
+// committed.
 func (s *Sequencer) Index(ctx context.Context, id int64) (uint64, error) {
-	idx, ok, err := IndexOf(ctx, s.db, id)
-	if err != nil || ok {
-		return idx, err
-	}
 	if err := s.Sync(ctx); err != nil {
 		return 0, err
 	}
-	idx, ok, err = IndexOf(ctx, s.db, id)
+	idx, ok, err := IndexOf(ctx, s.db, id)
 	if err == nil && !ok {
 		err = fmt.Errorf("auditlog: message %d is not in the log's queue", id)
 	}
