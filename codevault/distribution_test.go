@@ -1,6 +1,7 @@
 package codevault_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/evoucher/evoucher"
+	"github.com/evoucher/evoucher/auditlog"
 	"github.com/evoucher/evoucher/codevault"
 	"github.com/evoucher/evoucher/internal/testhsm"
 	"github.com/evoucher/evoucher/pki"
@@ -198,6 +200,7 @@ func TestDistribution(t *testing.T) {
 	if rc, err := s.term.OpenReceipt(resp); err != nil || rc.Status != message.StatusAccepted {
 		t.Fatalf("ack receipt %+v %v", rc, err)
 	}
+	checkReceiptEntry(t, f, s.term, ack, resp)
 	if f.count(t, `SELECT count(*) FROM codes WHERE shipment_id = $1 AND state = 'delivered'`, info.ID) != 10 ||
 		f.count(t, `SELECT count(*) FROM shipments WHERE id = $1 AND state = 'confirmed'`, info.ID) != 1 {
 		t.Fatal("ack did not confirm the shipment")
@@ -207,9 +210,11 @@ func TestDistribution(t *testing.T) {
 		return message.Sale{Serial: sh.Codes[i].Serial, Ticket: ticket, Vendor: "V-1", Time: time.Now().UTC()}
 	}
 	r1, _ := s.term.Report(1, []message.Sale{sale(0, "K-1"), sale(1, "K-2"), sale(2, "K-3")}, nil)
-	if _, err := f.vault.Receive(ctx, terminalPeer("T-1"), r1); err != nil {
+	resp, err = f.vault.Receive(ctx, terminalPeer("T-1"), r1)
+	if err != nil {
 		t.Fatal(err)
 	}
+	checkReceiptEntry(t, f, s.term, r1, resp)
 	if f.count(t, `SELECT count(*) FROM codes WHERE shipment_id = $1 AND state = 'sold'`, info.ID) != 3 ||
 		f.count(t, `SELECT count(*) FROM sales WHERE terminal_id = 'T-1'`) != 3 {
 		t.Fatal("sales not recorded")
@@ -542,4 +547,26 @@ func TestShipmentDocumentInLog(t *testing.T) {
 			t.Fatal("a shipment committed without its document in the log")
 		}
 	})
+}
+
+// checkReceiptEntry checks a Receipt's log entry: its LogIndex is the entry of the document
+// it answers, byte-exact, its LogProof proves that entry in the tree that ends with it, and
+// the receipt itself is in the log, after it, when the center returns it.
+func checkReceiptEntry(t *testing.T, f *fixture, term *pos.Terminal, doc, resp []byte) {
+	t.Helper()
+	rc, err := term.OpenReceipt(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged []byte
+	if err := f.db.QueryRow(context.Background(), `SELECT data FROM log_entries WHERE idx = $1`, int64(rc.LogIndex)).Scan(&logged); err != nil || !bytes.Equal(logged, doc) {
+		t.Fatalf("the receipt names entry %d, which is not the document it answers (%v)", rc.LogIndex, err)
+	}
+	p := auditlog.Proof{Index: rc.LogIndex, Size: rc.LogProof.Size, Root: rc.LogProof.Root, Hashes: rc.LogProof.Hashes}
+	if err := p.Verify(doc); err != nil || p.Size != rc.LogIndex+1 {
+		t.Fatalf("the receipt's proof of entry %d in %d: %v", rc.LogIndex, p.Size, err)
+	}
+	if n := f.count(t, `SELECT count(*) FROM log_entries WHERE data = $1 AND idx > $2`, resp, int64(rc.LogIndex)); n != 1 {
+		t.Fatalf("the receipt is in the log %d times after the entry it names", n)
+	}
 }
