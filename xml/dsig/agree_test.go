@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
 	"path/filepath"
@@ -233,79 +234,158 @@ func mustSignHash(t testing.TB, key *rsa.PrivateKey) (hashed, sig []byte) {
 	return h[:], sig
 }
 
-// TestVerifyRSA holds the package's RSASSA-PKCS1-v1_5 SHA-256 verification, both with a key
-// prepared for one verification and with one a Verifier keeps for many, to crypto/rsa's on
-// valid signatures, altered ones, blocks signed raw with the private key that are
-// PKCS #1 v1.5 in all but one detail, other keys of the same size, and keys crypto/rsa
-// refuses.
+// mustFixedRSAKey returns an RSA key of bits bits and public exponent e made from primes that
+// a PCG seeded with seed draws: the same key at every run, which a fuzz corpus needs
+// (crypto/rsa.GenerateKey takes no seed), with exponents GenerateKey does not make.
+func mustFixedRSAKey(t testing.TB, bits, e int, seed uint64) *rsa.PrivateKey {
+	t.Helper()
+	r := mrand.New(mrand.NewPCG(seed, uint64(bits)))
+	one, E := big.NewInt(1), big.NewInt(int64(e))
+	prime := func(bits int) *big.Int {
+		for {
+			p, drawn := new(big.Int), 0
+			for ; drawn < bits; drawn += 64 {
+				p.Lsh(p, 64).Or(p, new(big.Int).SetUint64(r.Uint64()))
+			}
+			// Exactly bits bits, the two top ones set so that p·q has all the bits asked.
+			p.Rsh(p, uint(drawn-bits)).SetBit(p, bits-1, 1).SetBit(p, bits-2, 1).SetBit(p, 0, 1)
+			if new(big.Int).GCD(nil, nil, E, new(big.Int).Sub(p, one)).Cmp(one) == 0 && p.ProbablyPrime(20) {
+				return p
+			}
+		}
+	}
+	p, q := prime(bits-bits/2), prime(bits/2)
+	phi := new(big.Int).Mul(new(big.Int).Sub(p, one), new(big.Int).Sub(q, one))
+	key := &rsa.PrivateKey{
+		PublicKey: rsa.PublicKey{N: new(big.Int).Mul(p, q), E: e},
+		D:         new(big.Int).ModInverse(E, phi),
+		Primes:    []*big.Int{p, q},
+	}
+	if err := key.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	key.Precompute()
+	if key.N.BitLen() != bits {
+		t.Fatalf("key of %d bits, want %d", key.N.BitLen(), bits)
+	}
+	return key
+}
+
+// rawSignature raises em to key's private exponent (by the Chinese remainder theorem, as
+// crypto/rsa does): the signature of em whatever it holds. em must be below N.
+func rawSignature(key *rsa.PrivateKey, em []byte) []byte {
+	m := new(big.Int).SetBytes(em)
+	p, q := key.Primes[0], key.Primes[1]
+	m1 := new(big.Int).Exp(m, key.Precomputed.Dp, p)
+	m2 := new(big.Int).Exp(m, key.Precomputed.Dq, q)
+	h := m1.Sub(m1, m2).Mul(m1, key.Precomputed.Qinv).Mod(m1, p)
+	return h.Mul(h, q).Add(h, m2).FillBytes(make([]byte, key.Size()))
+}
+
+// pkcs1Block returns an RSASSA-PKCS1-v1_5 block of k bytes with its details given: 0x00 0x01,
+// padding bytes ps, the separator sep, prefix ‖ hash, and tail bytes of zeros after them
+// (taken from the padding).
+func pkcs1Block(k int, ps, sep byte, prefix, hash []byte, tail int) []byte {
+	t := append(append([]byte{}, prefix...), hash...)
+	em := make([]byte, k)
+	em[1] = 0x01
+	n := k - len(t) - 3 - tail
+	for i := range n {
+		em[2+i] = ps
+	}
+	em[2+n] = sep
+	copy(em[3+n:], t)
+	return em
+}
+
+// The DigestInfo prefixes of SHA-256 and SHA-1 (RFC 8017 §9.2, note 1).
+var (
+	prefixSHA256 = []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
+	prefixSHA1   = []byte{0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14}
+)
+
+// TestVerifyRSA holds the package's RSASSA-PKCS1-v1_5 SHA-256 verification, with a key
+// prepared for one verification, with one a Verifier keeps for many, and with one kept with
+// montgomery.go's arithmetic whatever its size, to crypto/rsa's on valid signatures, altered
+// ones, signatures at the ends of the range (0, 1, N − 2, N − 1, N, s + N), random values below N,
+// blocks signed raw with the private key that are PKCS #1 v1.5 in all but one detail, other
+// keys of the same size, and keys crypto/rsa refuses. The keys are of the sizes bigmod serves
+// (2048 bits) and that montgomery.go serves (3072 and 4096 bits, 3080 bits for a modulus
+// that does not fill its last word), with the exponent 65537, and one of 3072 bits with the
+// exponent 3.
 func TestVerifyRSA(t *testing.T) {
 	t.Parallel()
-	for _, bits := range []int{2048, 3072, 4096} {
-		key, err := rsa.GenerateKey(rand.Reader, bits)
-		if err != nil {
-			t.Fatal(err)
+	r := mrand.New(mrand.NewPCG(3, 4))
+	for _, size := range []struct{ bits, e int }{{2048, 65537}, {3072, 65537}, {3080, 65537}, {4096, 65537}, {3072, 3}} {
+		newKey := func(seed uint64) *rsa.PrivateKey {
+			if size.e != 65537 {
+				return mustFixedRSAKey(t, size.bits, size.e, seed)
+			}
+			key, err := rsa.GenerateKey(rand.Reader, size.bits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return key
 		}
-		other, err := rsa.GenerateKey(rand.Reader, bits)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key, other := newKey(1), newKey(2)
 		pub, k := &key.PublicKey, key.Size()
 		h, good := mustSignHash(t, key)
-		// raw signs an encoded block with the private key, whatever it holds.
-		raw := func(em []byte) []byte {
-			m := new(big.Int).SetBytes(em)
-			return new(big.Int).Exp(m, key.D, key.N).FillBytes(make([]byte, k))
-		}
+		raw := func(em []byte) []byte { return rawSignature(key, em) }
 		block := func(ps byte, sep byte, prefix []byte, hash []byte, tail int) []byte {
-			t := append(append([]byte{}, prefix...), hash...)
-			em := make([]byte, k)
-			em[1] = 0x01
-			n := k - len(t) - 3 - tail
-			for i := range n {
-				em[2+i] = ps
-			}
-			em[2+n] = sep
-			copy(em[3+n:], t)
-			return em
+			return pkcs1Block(k, ps, sep, prefix, hash, tail)
 		}
-		prefix := []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}
-		sha1Prefix := []byte{0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14}
 		other256 := sha256.Sum256([]byte("other"))
 		plusN := new(big.Int).Add(new(big.Int).SetBytes(good), key.N).Bytes()
 		_, otherSig := mustSignHash(t, other)
 		evenN := &rsa.PublicKey{N: new(big.Int).SetBit(pub.N, 0, 0), E: pub.E}
+		below := func(d int64) []byte { return new(big.Int).Sub(pub.N, big.NewInt(d)).FillBytes(make([]byte, k)) }
 		cases := map[string]struct {
 			pub         *rsa.PublicKey
 			hashed, sig []byte
 		}{
-			"OK":               {pub, h, good},
-			"OKRaw":            {pub, h, raw(block(0xff, 0, prefix, h, 0))},
-			"ErrOtherHash":     {pub, other256[:], good},
-			"ErrFlipped":       {pub, h, append(append([]byte{}, good[:k-1]...), good[k-1]^1)},
-			"ErrShort":         {pub, h, good[1:]},
-			"ErrLong":          {pub, h, append([]byte{0}, good...)},
-			"ErrPlusModulus":   {pub, h, plusN},
-			"ErrModulus":       {pub, h, pub.N.FillBytes(make([]byte, k))},
-			"ErrZero":          {pub, h, make([]byte, k)},
-			"ErrPaddingFE":     {pub, h, raw(block(0xfe, 0, prefix, h, 0))},
-			"ErrNoSeparator":   {pub, h, raw(block(0xff, 0xff, prefix, h, 0))},
-			"ErrSHA1Info":      {pub, h, raw(block(0xff, 0, sha1Prefix, h[:20], 0))},
-			"ErrTrailingData":  {pub, h, raw(block(0xff, 0, prefix, h, 4))},
-			"ErrShortHash":     {pub, h[:16], raw(block(0xff, 0, prefix, h[:16], 0))},
-			"ErrOtherKey":      {&other.PublicKey, h, good},
-			"ErrOtherKeysSig":  {pub, h, otherSig},
-			"ErrEvenModulus":   {evenN, h, good},
-			"ErrEvenExponent":  {&rsa.PublicKey{N: pub.N, E: 65536}, h, good},
-			"ErrExponentOne":   {&rsa.PublicKey{N: pub.N, E: 1}, h, good},
-			"ErrExponentLarge": {&rsa.PublicKey{N: pub.N, E: 1<<31 + 1}, h, good},
+			"OK":                 {pub, h, good},
+			"OKRaw":              {pub, h, raw(block(0xff, 0, prefixSHA256, h, 0))},
+			"ErrOtherHash":       {pub, other256[:], good},
+			"ErrFlipped":         {pub, h, append(append([]byte{}, good[:k-1]...), good[k-1]^1)},
+			"ErrShort":           {pub, h, good[1:]},
+			"ErrLong":            {pub, h, append([]byte{0}, good...)},
+			"ErrPlusModulus":     {pub, h, plusN},
+			"ErrModulus":         {pub, h, pub.N.FillBytes(make([]byte, k))},
+			"ErrModulusMinusOne": {pub, h, below(1)},
+			"ErrModulusMinusTwo": {pub, h, below(2)},
+			"ErrZero":            {pub, h, make([]byte, k)},
+			"ErrOne":             {pub, h, append(make([]byte, k-1), 1)},
+			"ErrAllOnes":         {pub, h, bytes.Repeat([]byte{0xff}, k)},
+			"ErrPaddingFE":       {pub, h, raw(block(0xfe, 0, prefixSHA256, h, 0))},
+			"ErrNoSeparator":     {pub, h, raw(block(0xff, 0xff, prefixSHA256, h, 0))},
+			"ErrSHA1Info":        {pub, h, raw(block(0xff, 0, prefixSHA1, h[:20], 0))},
+			"ErrTrailingData":    {pub, h, raw(block(0xff, 0, prefixSHA256, h, 4))},
+			"ErrShortHash":       {pub, h[:16], raw(block(0xff, 0, prefixSHA256, h[:16], 0))},
+			"ErrOtherKey":        {&other.PublicKey, h, good},
+			"ErrOtherKeysSig":    {pub, h, otherSig},
+			"ErrEvenModulus":     {evenN, h, good},
+			"ErrEvenExponent":    {&rsa.PublicKey{N: pub.N, E: 65536}, h, good},
+			"ErrExponentOne":     {&rsa.PublicKey{N: pub.N, E: 1}, h, good},
+			"ErrExponentLarge":   {&rsa.PublicKey{N: pub.N, E: 1<<31 + 1}, h, good},
+		}
+		for i := range 8 {
+			b := make([]byte, k)
+			for j := range b {
+				b[j] = byte(r.Uint32())
+			}
+			s := new(big.Int).Mod(new(big.Int).SetBytes(b), pub.N)
+			cases[fmt.Sprintf("ErrRandom%d", i)] = struct {
+				pub         *rsa.PublicKey
+				hashed, sig []byte
+			}{pub, h, s.FillBytes(make([]byte, k))}
 		}
 		for name, c := range cases {
 			want := rsa.VerifyPKCS1v15(c.pub, crypto.SHA256, c.hashed, c.sig)
 			once := dsig.VerifyRSA(c.pub, c.hashed, c.sig)
-			kept := dsig.RSAVerifier(c.pub)
-			for i, got := range []error{once, kept(c.hashed, c.sig), kept(c.hashed, c.sig)} {
+			kept, mont := dsig.RSAVerifier(c.pub), dsig.RSAVerifierMont(c.pub)
+			for i, got := range []error{once, kept(c.hashed, c.sig), kept(c.hashed, c.sig), mont(c.hashed, c.sig)} {
 				if (got == nil) != (want == nil) || (name == "OK" || name == "OKRaw") != (got == nil) {
-					t.Errorf("%d bits, %s (%d): verifyRSA %v, crypto/rsa %v", bits, name, i, got, want)
+					t.Errorf("%d bits, E = %d, %s (%d): verifyRSA %v, crypto/rsa %v", size.bits, size.e, name, i, got, want)
 				}
 			}
 		}
