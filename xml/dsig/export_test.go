@@ -80,10 +80,6 @@ func CanonicalEtreeutils(el *etree.Element, skip int, inherit bool) ([]byte, *et
 	return buf.Bytes(), cp, nil
 }
 
-// RSAVerifier returns the verification of RSA signatures over SHA-256 hashes under pub that a
-// Verifier keeps for a signer.
-func RSAVerifier(pub *rsa.PublicKey) func(hashed, sig []byte) error { return newRSAKey(pub).verify }
-
 // verifyRSABefore is verifyRSA as it was before keys were precomputed: crypto/rsa for 2048
 // bits, math/big for the other sizes.
 func verifyRSABefore(pub *rsa.PublicKey, hashed, sig []byte) error {
