@@ -39,23 +39,24 @@ var factory = &compact.RangeFactory{Hash: hasher.HashChildren}
 // LeafHash is the RFC 6962 hash of a logged message.
 func LeafHash(data []byte) []byte { return hasher.HashLeaf(data) }
 
-// Append adds entries to the log through q and returns the index of the first. q is the
-// caller's transaction (a pgx.Tx), where the entries record its effects, or a pool or
-// connection, where the append is a transaction of its own. It takes the log's advisory lock,
-// which serialises appends until the transaction ends: in a transaction, call it last, just
-// before committing, so the lock is held briefly. Entry indexes are set. The transaction must
-// be READ COMMITTED (pgx's and PostgreSQL's default).
+// Append adds entries to the log through q and returns the index of the first, known inside
+// the caller's transaction (a shipment stores its document's). Writers that do not need it
+// there use Enqueue, which takes no lock. q is the caller's transaction (a pgx.Tx), where the
+// entries record its effects, or a pool or connection, where the append is a transaction of
+// its own. It takes the log's advisory lock, which serialises appends and sequencings until
+// the transaction ends: in a transaction, call it last, just before committing, so the lock
+// is held briefly. Entry indexes are set. The transaction must be READ COMMITTED (pgx's and
+// PostgreSQL's default).
 //
-// Leaf hashes are computed here, before the lock; then one statement (the log_append function,
-// migrations 0012 and 0013) writes the messages, takes the lock, reads the tree's size from its
-// leaves, computes the inner nodes the append completes and inserts leaves and nodes. Nothing
-// is updated: the lock is held for the end of that one round trip and the caller's COMMIT.
+// Leaf hashes are computed here, before the lock; then one statement (log_append, migrations
+// 0012 and 0013) writes the messages, takes the lock, reads the tree's size from its leaves
+// and inserts the leaves. Nothing is updated; the inner nodes are built later
+// (log_build_nodes).
 func Append(ctx context.Context, q Querier, entries ...*Entry) (uint64, error) {
 	if len(entries) == 0 {
 		return 0, errors.New("auditlog: nothing to append")
 	}
-	n := len(entries)
-	if n == 1 {
+	if len(entries) == 1 {
 		e := entries[0]
 		var idx int64
 		if err := q.QueryRow(ctx, `SELECT log_append($1::bytea, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::bytea)`,
@@ -65,6 +66,21 @@ func Append(ctx context.Context, q Querier, entries ...*Entry) (uint64, error) {
 		e.Index = uint64(idx)
 		return e.Index, nil
 	}
+	var first int64
+	if err := q.QueryRow(ctx, `SELECT log_append($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])`,
+		columns(entries)...).Scan(&first); err != nil {
+		return 0, fmt.Errorf("auditlog: append entries: %w", err)
+	}
+	for i, e := range entries {
+		e.Index = uint64(first) + uint64(i)
+	}
+	return uint64(first), nil
+}
+
+// columns returns entries as the array arguments of log_append and Enqueue: leaf hashes,
+// types, senders, recipients, MessageIds, times and messages.
+func columns(entries []*Entry) []any {
+	n := len(entries)
 	var (
 		leaves    = make([][]byte, n)
 		types     = make([]string, n)
@@ -79,15 +95,7 @@ func Append(ctx context.Context, q Querier, entries ...*Entry) (uint64, error) {
 		types[i], senders[i], recipient[i], messageID[i] = e.Type, e.Sender, e.Recipient, e.MessageID
 		times[i], data[i] = e.Time.UTC(), e.Data
 	}
-	var first int64
-	if err := q.QueryRow(ctx, `SELECT log_append($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])`,
-		leaves, types, senders, recipient, messageID, times, data).Scan(&first); err != nil {
-		return 0, fmt.Errorf("auditlog: append entries: %w", err)
-	}
-	for i, e := range entries {
-		e.Index = uint64(first) + uint64(i)
-	}
-	return uint64(first), nil
+	return []any{leaves, types, senders, recipient, messageID, times, data}
 }
 
 // Log reads the exchange log and signs its checkpoints.

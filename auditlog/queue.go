@@ -33,21 +33,6 @@ func Enqueue(ctx context.Context, q Querier, entries ...*Entry) ([]int64, error)
 		}
 		return ids, nil
 	}
-	var (
-		n         = len(entries)
-		leaves    = make([][]byte, n)
-		types     = make([]string, n)
-		senders   = make([]string, n)
-		recipient = make([]string, n)
-		messageID = make([]string, n)
-		times     = make([]time.Time, n)
-		data      = make([][]byte, n)
-	)
-	for i, e := range entries {
-		leaves[i] = LeafHash(e.Data)
-		types[i], senders[i], recipient[i], messageID[i] = e.Type, e.Sender, e.Recipient, e.MessageID
-		times[i], data[i] = e.Time.UTC(), e.Data
-	}
 	// The ids are drawn first, in order, so the queue keeps the entries' order.
 	if err := q.QueryRow(ctx, `WITH ids AS (
 			SELECT nextval(pg_get_serial_sequence('log_messages', 'id')) AS id, o FROM generate_series(1, $8::int) AS o),
@@ -58,11 +43,11 @@ func Enqueue(ctx context.Context, q Querier, entries ...*Entry) ([]int64, error)
 		p AS (INSERT INTO log_pending (message, leaf_hash)
 			SELECT ids.id, u.l FROM unnest($1::bytea[]) WITH ORDINALITY AS u(l, o) JOIN ids USING (o))
 		SELECT array_agg(id ORDER BY o) FROM ids`,
-		leaves, types, senders, recipient, messageID, times, data, n).Scan(&ids); err != nil {
+		append(columns(entries), len(entries))...).Scan(&ids); err != nil {
 		return nil, fmt.Errorf("auditlog: enqueue entries: %w", err)
 	}
-	if len(ids) != n {
-		return nil, fmt.Errorf("auditlog: %d entries enqueued, %d ids returned", n, len(ids))
+	if len(ids) != len(entries) {
+		return nil, fmt.Errorf("auditlog: %d entries enqueued, %d ids returned", len(entries), len(ids))
 	}
 	return ids, nil
 }
