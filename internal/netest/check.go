@@ -42,7 +42,9 @@ type Totals struct {
 //   - a sent shipment has no delivered code and a confirmed one no code merely shipped;
 //   - every sale is of a sold code, by the terminal the code was shipped to, from a report
 //     the terminal's report_seq has reached; sold codes and sales are as many (a code is sold
-//     once: sales is keyed by code).
+//     once: sales is keyed by code);
+//   - every document recorded with a receipt is a logged message, and every logged message
+//     is in the log's tree or in its queue, not both.
 //
 // It assumes no stock was returned (a returned code goes back in the vault and may be shipped
 // again, legitimately in a second document).
@@ -244,6 +246,21 @@ func (n *Network) CheckInvariants(ctx context.Context, uploaded int) (Totals, er
 	}
 	if err := rows.Err(); err != nil {
 		return tot, err
+	}
+
+	// The exchange log: every document recorded with an answer is a logged message, and every
+	// logged message is in the tree or in its queue, never both (migration 0015).
+	var unlogged, lost, twice int
+	if err := tx.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM messages m WHERE m.answer IS NOT NULL
+				AND NOT EXISTS (SELECT 1 FROM log_messages l WHERE l.id = m.log_message AND l.message_id = m.message_id::text)),
+			(SELECT count(*) FROM log_messages l WHERE NOT EXISTS (SELECT 1 FROM log_leaves WHERE message = l.id)
+				AND NOT EXISTS (SELECT 1 FROM log_pending WHERE message = l.id)),
+			(SELECT count(*) FROM log_pending p JOIN log_leaves l ON l.message = p.message)`).Scan(&unlogged, &lost, &twice); err != nil {
+		return tot, err
+	}
+	if unlogged+lost+twice != 0 {
+		violate("exchange log: %d recorded documents not logged, %d logged messages neither in the tree nor queued, %d in both", unlogged, lost, twice)
 	}
 	return tot, errors.Join(bad...)
 }

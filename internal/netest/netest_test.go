@@ -286,6 +286,13 @@ func TestCheckInvariantsCatches(t *testing.T) {
 			tamper: `UPDATE sales SET terminal_id = 'T-C2'`, undo: `UPDATE sales SET terminal_id = 'T-C1'`},
 		{name: "ErrReportSeqBehind", want: "its last report taken is 0",
 			tamper: `UPDATE terminals SET report_seq = 0 WHERE id = 'T-C1'`, undo: `UPDATE terminals SET report_seq = 1 WHERE id = 'T-C1'`},
+		{name: "ErrReportNotLogged", want: "1 recorded documents not logged",
+			tamper: `UPDATE messages SET log_message = NULL WHERE type = 'SalesReport'`,
+			undo: `UPDATE messages m SET log_message = (SELECT id FROM log_messages l WHERE l.message_id = m.message_id::text)
+				WHERE type = 'SalesReport'`},
+		{name: "ErrSequencedAndQueued", want: "1 in both",
+			tamper: `INSERT INTO log_pending (message, leaf_hash) SELECT message, leaf_hash FROM log_leaves WHERE idx = 0`,
+			undo:   `DELETE FROM log_pending`},
 		{name: "ErrDeliveredInSentShipment", want: "disagree with their shipment's state",
 			tamper: `UPDATE codes SET state = 'delivered' WHERE serial = $1`, undo: `UPDATE codes SET state = 'shipped' WHERE serial = $1`,
 			args: []any{b.Codes[2].Serial}},
