@@ -9,13 +9,9 @@ import (
 
 // math/big's assembly loops for vectors of words, which it keeps reachable by go:linkname
 // for packages outside the standard library (go.dev/issue/67401, arith_decl.go): the
-// Montgomery arithmetic of montgomery.go runs on them, as math/big's own does.
-
-// addMulVVW sets z += x·y and returns the carry word; x and z have the same length.
-//
-//go:linkname addMulVVW math/big.addMulVVW
-//go:noescape
-func addMulVVW(z, x []big.Word, y big.Word) (c big.Word)
+// Montgomery arithmetic of montgomery.go runs on them, as math/big's own does, but for its
+// row operation addMulVVW, which is the package's own assembly on amd64 (montgomery_amd64.go)
+// and math/big's elsewhere (montgomery_addmul.go).
 
 // subVV sets z = x − y and returns the borrow; the three have the same length.
 //

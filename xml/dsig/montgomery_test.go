@@ -77,3 +77,61 @@ func TestMontExp(t *testing.T) {
 	}
 	t.Logf("%d exponentiations checked", checked)
 }
+
+// TestAddMulVVW holds each implementation of addMulVVW that this machine runs to math/big, on
+// vectors of 0 to 130 words (past every unrolled loop and every remainder) of random words,
+// all-ones words, whose sums carry through the whole row, and a mix of the two, with
+// multipliers at the ends of the range and random ones; and checks that it writes z only, and
+// none of the words around it.
+func TestAddMulVVW(t *testing.T) {
+	t.Parallel()
+	const ones, guard = ^big.Word(0), big.Word(0x5eed)
+	loops := dsig.AddMulVVWLoops()
+	t.Logf("%d implementations", len(loops))
+	for name, addMul := range loops {
+		t.Run(name, func(t *testing.T) {
+			r := mrand.New(mrand.NewPCG(7, 8))
+			words := func(n, kind int) []big.Word {
+				w := make([]big.Word, n)
+				for i := range w {
+					switch {
+					case kind == 1, kind == 2 && r.IntN(2) == 0:
+						w[i] = ones
+					default:
+						w[i] = big.Word(r.Uint64())
+					}
+				}
+				return w
+			}
+			checked := 0
+			for n := 0; n <= 130; n++ {
+				for kind := range 9 {
+					for _, y := range []big.Word{0, 1, ones, ones - 1, big.Word(r.Uint64())} {
+						z0, x := words(n, kind%3), words(n, kind/3)
+						buf := append(append([]big.Word{guard}, z0...), guard)
+						z := buf[1 : n+1]
+						xCopy := append([]big.Word(nil), x...)
+						c := addMul(z, x, y)
+
+						want := new(big.Int).Mul(new(big.Int).SetBits(xCopy), new(big.Int).SetBits([]big.Word{y}))
+						want.Add(want, new(big.Int).SetBits(append([]big.Word(nil), z0...)))
+						got := new(big.Int).SetBits(append(append([]big.Word(nil), z...), c))
+						if got.Cmp(want) != 0 {
+							t.Fatalf("%d words, z = %x, x = %x, y = %x: got %x, want %x", n, z0, x, y, got, want)
+						}
+						if buf[0] != guard || buf[n+1] != guard {
+							t.Fatalf("%d words: the words around z were overwritten: %x, %x", n, buf[0], buf[n+1])
+						}
+						for i := range x {
+							if x[i] != xCopy[i] {
+								t.Fatalf("%d words: x was overwritten", n)
+							}
+						}
+						checked++
+					}
+				}
+			}
+			t.Logf("%d rows checked", checked)
+		})
+	}
+}

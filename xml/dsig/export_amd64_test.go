@@ -1,0 +1,16 @@
+//go:build amd64 && !math_big_pure_go
+
+package dsig
+
+import "math/big"
+
+// AddMulVVWLoops are the implementations of addMulVVW that this machine runs, by name, for
+// TestAddMulVVW: the dispatching addMulVVW, the MULQ loop, and the ADX loop where the
+// processor has ADX and BMI2.
+func AddMulVVWLoops() map[string]func(z, x []big.Word, y big.Word) big.Word {
+	loops := map[string]func(z, x []big.Word, y big.Word) big.Word{"addMulVVW": addMulVVW, "MULQ": addMulVVWMULQ}
+	if hasADX {
+		loops["ADX"] = addMulVVWADX
+	}
+	return loops
+}

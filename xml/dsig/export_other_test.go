@@ -1,0 +1,11 @@
+//go:build !amd64 || math_big_pure_go
+
+package dsig
+
+import "math/big"
+
+// AddMulVVWLoops are the implementations of addMulVVW that this machine runs, by name, for
+// TestAddMulVVW: addMulVVW alone, math/big's or the pure-Go one.
+func AddMulVVWLoops() map[string]func(z, x []big.Word, y big.Word) big.Word {
+	return map[string]func(z, x []big.Word, y big.Word) big.Word{"addMulVVW": addMulVVW}
+}
