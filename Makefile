@@ -38,7 +38,7 @@ bench-distribute: deps build ## 100 terminals (retailers with money terms) order
 	scripts/with-postgres.sh $(GO) run ./cmd/evbench distribute -terminals $${TERMINALS:-100} -codes $${CODES:-1000} -sales $${SALES:-900}
 
 .PHONY: bench-audit
-bench-audit: deps build ## 8 writers append signed messages one per transaction (on its own, then in BEGIN … COMMIT), then ten per transaction; then an auditor verifies a vacuumed 1,000,000-entry log from scratch, every signature; floor: RSA verifications / cores
+bench-audit: deps build ## 8 writers append signed messages through the log's queue one per transaction (on its own, then in BEGIN … COMMIT waiting for the index), under the lock, then ten per transaction; then an auditor verifies a vacuumed 1,000,000-entry log from scratch, every signature; floor: RSA verifications / cores
 	scripts/with-postgres.sh $(GO) run ./cmd/evbench audit -entries $${ENTRIES:-1000000} -writers $${WRITERS:-8}
 
 bench-pos: deps ## POS sale latency over 10,000 sales: code decrypted with the terminal-token and card shares (SoftHSM2) + sale committed (SQLite WAL, synchronous=FULL), no printer
