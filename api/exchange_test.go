@@ -71,8 +71,10 @@ func TestExchange(t *testing.T) {
 		RefillTemplate: "*{PIN}#", SerialPattern: "[0-9]+", PINPattern: "[0-9]+", ReorderLevel: 100, ReorderQuantity: 1000}); err != nil {
 		t.Fatal(err)
 	}
+	seq := auditlog.NewSequencer(db)
+	metrics.LogSequencer(seq)
 	vault, err := codevault.New(codevault.Config{DB: db, Keys: tok, Decrypter: encTLS.PrivateKey.(codevaultDecrypter),
-		EncryptCert: encCert, Signer: signTLS.PrivateKey.(codevaultSigner), SignCert: signCert, PKI: a, Meter: metrics.Vault})
+		EncryptCert: encCert, Signer: signTLS.PrivateKey.(codevaultSigner), SignCert: signCert, PKI: a, Meter: metrics.Vault, Sequencer: seq})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +144,19 @@ func TestExchange(t *testing.T) {
 		status, body := post(opTLS, docs[0])
 		if status != http.StatusOK || !bytes.Contains(body, []byte("<Status>accepted</Status>")) || bytes.Contains(body, []byte("99887766")) {
 			t.Fatalf("%d %s", status, body)
+		}
+		// The batch and its receipt were sequenced by the vault's sequencer, in two sequencings
+		// (the receipt is made once the batch has its index).
+		resp, err := client(nil).Get(hs.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		m, _ := io.ReadAll(resp.Body)
+		for _, want := range []string{"evoucher_log_sequenced_entries_total 2", "evoucher_log_sequencings_total 2"} {
+			if !bytes.Contains(m, []byte(want+"\n")) {
+				t.Fatalf("metrics lack %s", want)
+			}
 		}
 	})
 	t.Run("Orders", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/evoucher/evoucher/auditlog"
 	"github.com/evoucher/evoucher/pki"
 )
 
@@ -61,6 +62,18 @@ func NewMetrics() *Metrics {
 	m.Access = newAccessMeter(reg)
 	reg.MustRegister(m.requests, m.PKI.issued, m.PKI.refused, m.PKI.revoked, m.Vault.codes, m.Vault.refused, m.Vault.shipped, m.Vault.sold)
 	return m
+}
+
+// LogSequencer publishes what s, the process's sequencer of the exchange log's queue, has
+// done: entries given their place in the tree, and sequencings (their ratio is the batch).
+func (m *Metrics) LogSequencer(s *auditlog.Sequencer) {
+	m.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "evoucher_log_sequenced_entries_total", Help: "Exchange log entries sequenced into the tree by this process.",
+		}, func() float64 { n, _ := s.Stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "evoucher_log_sequencings_total", Help: "Sequencings of the exchange log's queue made by this process.",
+		}, func() float64 { _, n := s.Stats(); return float64(n) }))
 }
 
 // PKIMeter implements pki.Meter with Prometheus counters.

@@ -160,6 +160,7 @@ func (c *center) openVault(g *globals) error {
 		return err
 	}
 	c.seq = auditlog.NewSequencer(c.db)
+	c.metrics.LogSequencer(c.seq)
 	c.vault, err = codevault.New(codevault.Config{DB: c.db, Keys: c.tok, Decrypter: enc, EncryptCert: c.certs["center-encrypt"],
 		Signer: sign, SignCert: c.certs["center-sign"], PKI: c.ca, Meter: c.metrics.Vault, Parties: parties{c.shops}, Ledger: c.money,
 		Sequencer: c.seq})
