@@ -2,11 +2,13 @@ package auditlog_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -207,4 +209,55 @@ func TestQueueWaitsForCommit(t *testing.T) {
 			t.Fatal("sequenced in a REPEATABLE READ transaction")
 		}
 	})
+}
+
+// TestSequencerRun: Run sequences what nobody waits for, vacuums the queue, and returns when
+// its context ends.
+func TestSequencerRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testdb.MustPool(t)
+	seq := auditlog.NewSequencer(db)
+	ids, err := auditlog.Enqueue(ctx, db, entry(0), entry(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- seq.Run(runCtx, 10*time.Millisecond) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		idx, ok, err := auditlog.IndexOf(ctx, db, ids[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if idx != 1 {
+				t.Fatalf("the second entry queued is at %d", idx)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not sequence the queue in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The queue's dead rows are vacuumed (every second).
+	for {
+		var vacuums int64
+		if err := db.QueryRow(ctx, `SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'log_pending'`).Scan(&vacuums); err != nil {
+			t.Fatal(err)
+		}
+		if vacuums > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not vacuum the queue in 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v, want its context's end", err)
+	}
 }
