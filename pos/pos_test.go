@@ -562,6 +562,33 @@ func TestReportsAndReturns(t *testing.T) {
 	}
 }
 
+// TestReceiptMustProveTheReport: a receipt whose log proof is not of the report it answers is
+// refused, and the report stays queued; the next receipt, with its proof, takes it.
+func TestReceiptMustProveTheReport(t *testing.T) {
+	t.Parallel()
+	s := mustShop(t, 3)
+	ctx := context.Background()
+	sess := s.activate(t, "V-1")
+	if _, err := s.till.Sell(ctx, sess, "P10"); err != nil {
+		t.Fatal(err)
+	}
+	s.w.BadProof = true
+	if _, err := s.till.Sync(ctx, s.w); evoucher.ReasonOf(err) != "bad_receipt" {
+		t.Fatalf("sync with a receipt that proves another document: %v", err)
+	}
+	if out, err := s.store.Outbox(); err != nil || len(out) != 1 || out[0].Kind != "report" {
+		t.Fatalf("outbox %v %v, want the report still queued", out, err)
+	}
+	s.w.BadProof = false
+	res, err := s.till.Sync(ctx, s.w)
+	if err != nil || len(res.Sent) != 1 || !strings.Contains(res.Sent[0], "exchange log entry 0, proof verified") {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if out, err := s.store.Outbox(); err != nil || len(out) != 0 {
+		t.Fatalf("outbox %v %v, want it empty", out, err)
+	}
+}
+
 func TestOnlineMode(t *testing.T) {
 	t.Parallel()
 	s := mustShop(t, 4)

@@ -208,7 +208,7 @@ func (t *Till) ack(ctx context.Context, r Remote, raw []byte, res *SyncResult) e
 	if err != nil {
 		return fmt.Errorf("acknowledging shipment %s: %w", sh.ShipmentID, err)
 	}
-	if _, err := t.Term.OpenReceipt(answer); err != nil {
+	if _, err := t.Term.OpenReceiptFor(answer, doc); err != nil {
 		return fmt.Errorf("the center's receipt for shipment %s: %w", sh.ShipmentID, err)
 	}
 	res.Acked++
@@ -283,14 +283,15 @@ func (t *Till) flush(ctx context.Context, r Remote, res *SyncResult) error {
 			}
 			return fmt.Errorf("%s stays queued: %w", what, err)
 		}
-		rc, err := t.Term.OpenReceipt(answer)
+		rc, err := t.Term.OpenReceiptFor(answer, o.Document)
 		if err != nil {
-			return fmt.Errorf("%s: the center's receipt: %w", what, err)
+			return fmt.Errorf("%s stays queued: the center's receipt: %w", what, err)
 		}
-		if err := t.Store.MarkSent(o.ID, rc.Detail); err != nil {
+		detail := fmt.Sprintf("%s; exchange log entry %d, proof verified", rc.Detail, rc.LogIndex)
+		if err := t.Store.MarkSent(o.ID, detail); err != nil {
 			return err
 		}
-		res.Sent = append(res.Sent, what+": "+rc.Detail)
+		res.Sent = append(res.Sent, what+": "+detail)
 	}
 	return nil
 }

@@ -6,6 +6,9 @@
 package pos
 
 import (
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
@@ -73,6 +76,31 @@ func (t *Terminal) OpenReceipt(raw []byte) (message.Receipt, error) {
 		return message.Receipt{}, err
 	}
 	return message.ReadReceipt(signed)
+}
+
+// OpenReceiptFor verifies and reads the center's Receipt for sent, a document this terminal
+// sent: the receipt must answer it (InReplyTo is its MessageId) and its log proof must show
+// sent, byte for byte, as the entry the receipt names, in the exchange log's tree of the size
+// the proof gives (RFC 6962). The terminal then holds the center's signed word that its
+// document is in the log, checkable against any later checkpoint. A receipt that does not
+// hold is refused (invalid, "bad_receipt"): the document stays to be sent again.
+func (t *Terminal) OpenReceiptFor(raw, sent []byte) (message.Receipt, error) {
+	rc, err := t.OpenReceipt(raw)
+	if err != nil {
+		return rc, err
+	}
+	id, err := messageIDOf(sent)
+	if err != nil {
+		return rc, err
+	}
+	if rc.InReplyTo != id {
+		return rc, evoucher.Errorf(evoucher.KindInvalid, "bad_receipt", "the center's receipt answers %s, not %s", rc.InReplyTo, id)
+	}
+	p := rc.LogProof
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, rc.LogIndex, p.Size, rfc6962.DefaultHasher.HashLeaf(sent), p.Hashes, p.Root); err != nil {
+		return rc, evoucher.Errorf(evoucher.KindInvalid, "bad_receipt", "the center's receipt for %s does not prove it in the exchange log at %d: %v", id, rc.LogIndex, err)
+	}
+	return rc, nil
 }
 
 func (t *Terminal) fromCenter(raw []byte) (*etree.Element, error) {

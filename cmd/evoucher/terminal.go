@@ -133,7 +133,7 @@ func (s *termSession) accept(cmd *cobra.Command, dir string, raw []byte) error {
 	if err != nil {
 		return fmt.Errorf("acknowledging %s: %w", sh.ShipmentID, err)
 	}
-	rc, err := s.term.OpenReceipt(resp)
+	rc, err := s.term.OpenReceiptFor(resp, ack)
 	if err != nil {
 		return err
 	}
@@ -414,7 +414,7 @@ them, decrypts one code and prints its ticket. The sale is recorded locally for 
 			if err != nil {
 				return err
 			}
-			rc, err := s.term.OpenReceipt(raw)
+			rc, err := s.term.OpenReceiptFor(raw, doc)
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/google/uuid"
+	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/evoucher/evoucher"
 	"github.com/evoucher/evoucher/pos"
@@ -55,6 +56,8 @@ type World struct {
 	Offline  bool     // when set, every call fails as unreachable
 	// Refuse, when set, decides the answer to a document: a non-nil error refuses it.
 	Refuse func(doc []byte) error
+	// BadProof, when set, makes receipts whose log proof is not of the document they answer.
+	BadProof bool
 	// Sold records the sales authorised online: serial → ticket.
 	Sold map[string]string
 	// Mode is the terminal's selling mode as this center sets it: "online", "offline", or ""
@@ -259,8 +262,15 @@ func (w *World) Exchange(_ context.Context, doc []byte) ([]byte, error) {
 		w.pending = keep
 	}
 	w.mu.Unlock()
+	// The receipt proves the document as the one entry of a log of its own, unless BadProof.
+	logged := doc
+	if w.BadProof {
+		logged = append([]byte(nil), doc...)
+		logged[len(logged)-1] ^= 1
+	}
+	lp := message.LogProof{Size: 1, Root: rfc6962.DefaultHasher.HashLeaf(logged)}
 	return dsig.SignBytes(message.BuildReceipt(message.Receipt{Envelope: w.env("rc-"), InReplyTo: env.MessageID,
-		Status: message.StatusAccepted, Detail: env.Type + " taken", LogProof: message.LogProof{Size: 1, Root: make([]byte, 32)}}), w.signKey, w.Sign)
+		Status: message.StatusAccepted, Detail: env.Type + " taken", LogProof: lp}), w.signKey, w.Sign)
 }
 
 // CRL returns a fresh CRL signed by the CA.
