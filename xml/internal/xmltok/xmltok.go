@@ -21,6 +21,8 @@ package xmltok
 
 import (
 	"bytes"
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -364,13 +366,19 @@ func (t *Tokenizer) endTag(k int) (int, bool) {
 func (t *Tokenizer) chars(i, j int, inText bool) (refs, ok bool) {
 	b := t.B
 	for k := i; k < j; {
-		for k < j && charClass[b[k]] == cPlain {
-			k++
-		}
-		if k == j {
-			break
+		if k+8 <= j {
+			// Most of a signed message is long runs of plain ASCII (base64, URIs, names):
+			// skip them eight bytes at a time, to the first byte special8 flags.
+			m := special8(binary.LittleEndian.Uint64(b[k : k+8]))
+			if m == 0 {
+				k += 8
+				continue
+			}
+			k += bits.TrailingZeros64(m) / 8
 		}
 		switch charClass[b[k]] {
+		case cPlain: // \t or \n (which special8 flags), or a byte of the last seven
+			k++
 		case cGT:
 			// encoding/xml refuses "]]>" in text (the bytes as read: a reference in
 			// between resets its look-back, and no reference holds ']').
@@ -396,6 +404,21 @@ func (t *Tokenizer) chars(i, j int, inText bool) (refs, ok bool) {
 		}
 	}
 	return refs, true
+}
+
+// special8 returns 0 when the eight bytes of x are all printable ASCII other than '&', '<'
+// and '>', which chars takes as they are. Otherwise the high bit of the first (least
+// significant) byte that is not is set: bytes ≥ 0x80, < 0x20 (\t and \n included, to keep it
+// short) and those three. Bits above it may be set too, as a borrow propagates up: chars
+// only trusts the lowest, and a byte flagged needlessly merely goes through charClass.
+func special8(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	ctl := (x - 0x20*ones) &^ x       // high bit set in bytes < 0x20
+	amp := x ^ '&'*ones               // 0 in bytes '&'
+	ang := (x | 0x02*ones) ^ '>'*ones // 0 in bytes '<' (0x3C) and '>' (0x3E)
+	amp = (amp - ones) &^ amp         // high bit set in bytes '&'
+	ang = (ang - ones) &^ ang         // high bit set in bytes '<' and '>'
+	return (x | ctl | amp | ang) & highs
 }
 
 // Decode returns B[i:j] with its references replaced (refs: as the token says it holds
