@@ -3,7 +3,6 @@ module github.com/evoucher/evoucher
 go 1.26.8
 
 require (
-	filippo.io/bigmod v0.1.0
 	github.com/ThalesGroup/crypto11 v1.6.2
 	github.com/beevik/etree v1.8.1
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327

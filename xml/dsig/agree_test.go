@@ -305,14 +305,13 @@ var (
 )
 
 // TestVerifyRSA holds the package's RSASSA-PKCS1-v1_5 SHA-256 verification, with a key
-// prepared for one verification, with one a Verifier keeps for many, and with one kept with
-// montgomery.go's arithmetic whatever its size, to crypto/rsa's on valid signatures, altered
-// ones, signatures at the ends of the range (0, 1, N − 2, N − 1, N, s + N), random values below N,
-// blocks signed raw with the private key that are PKCS #1 v1.5 in all but one detail, other
-// keys of the same size, and keys crypto/rsa refuses. The keys are of the sizes bigmod serves
-// (2048 bits) and that montgomery.go serves (3072 and 4096 bits, 3080 bits for a modulus
-// that does not fill its last word), with the exponent 65537, and one of 3072 bits with the
-// exponent 3.
+// prepared for one verification and with one a Verifier keeps for many, to crypto/rsa's on
+// valid signatures, altered ones, signatures at the ends of the range (0, 1, N − 2, N − 1, N,
+// s + N), random values below N, blocks signed raw with the private key that are PKCS #1 v1.5
+// in all but one detail, other keys of the same size, and keys crypto/rsa refuses. The keys
+// are of the sizes signers use (2048 and 3072 bits), of 4096 bits, and of 3080 bits for a
+// modulus that does not fill its last word, with the exponent 65537, and one of 3072 bits with
+// the exponent 3.
 func TestVerifyRSA(t *testing.T) {
 	t.Parallel()
 	r := mrand.New(mrand.NewPCG(3, 4))
@@ -382,8 +381,8 @@ func TestVerifyRSA(t *testing.T) {
 		for name, c := range cases {
 			want := rsa.VerifyPKCS1v15(c.pub, crypto.SHA256, c.hashed, c.sig)
 			once := dsig.VerifyRSA(c.pub, c.hashed, c.sig)
-			kept, mont := dsig.RSAVerifier(c.pub), dsig.RSAVerifierMont(c.pub)
-			for i, got := range []error{once, kept(c.hashed, c.sig), kept(c.hashed, c.sig), mont(c.hashed, c.sig)} {
+			kept := dsig.RSAVerifier(c.pub)
+			for i, got := range []error{once, kept(c.hashed, c.sig), kept(c.hashed, c.sig)} {
 				if (got == nil) != (want == nil) || (name == "OK" || name == "OKRaw") != (got == nil) {
 					t.Errorf("%d bits, E = %d, %s (%d): verifyRSA %v, crypto/rsa %v", size.bits, size.e, name, i, got, want)
 				}

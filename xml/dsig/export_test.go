@@ -150,18 +150,12 @@ var VerifyRSABefore = verifyRSABefore
 // FastVerifies is how many documents VerifyBytes' fast path has accepted.
 func FastVerifies() uint64 { return fastVerifies.Load() }
 
-// RSAVerifierMont is RSAVerifier with montgomery.go's arithmetic whatever the key's size, so
-// that TestVerifyRSA holds it to crypto/rsa on RSA-2048 keys too.
-func RSAVerifierMont(pub *rsa.PublicKey) func(hashed, sig []byte) error {
-	k := newRSAKey(pub)
-	if k.ok {
-		k.useMont()
-	}
-	return k.verify
-}
+// ReduceRowsGo is reduceRowsGo, the Montgomery reduction's rows in Go, which TestReduceRows
+// holds reduceRows' assembly to.
+var ReduceRowsGo = reduceRowsGo
 
-// MontExp is x^e mod N as rsaKey.verify computes it for the keys that are not RSA-2048 (N odd,
-// x < N, e odd and at least 3), from and to big.Int, for TestMontExp and FuzzVerifyRSA.
+// MontExp is x^e mod N as rsaKey.verify computes it (N odd, x < N, e odd and at least 3), from
+// and to big.Int, for TestMontExp and FuzzVerifyRSA.
 func MontExp(N, x *big.Int, e uint) *big.Int {
 	m := newMontModulus(N)
 	n := m.words()

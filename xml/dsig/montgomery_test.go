@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/evoucher/evoucher/xml/dsig"
@@ -132,6 +133,85 @@ func TestAddMulVVW(t *testing.T) {
 				}
 			}
 			t.Logf("%d rows checked", checked)
+		})
+	}
+}
+
+// TestReduceRows holds each implementation of reduceRows that this machine runs to
+// reduceRowsGo, on moduli of 1 to 130 words (past every unrolled loop and every remainder) of
+// random words, all-ones words, whose sums carry through whole rows and from row to row, and a
+// mix of the two, with t of the same kinds; with k0 = −m⁻¹ mod 2^W, as reduce passes it, and
+// with random ones. It checks the words and the carry, that t·R⁻¹ ≡ the result mod m for the
+// true k0, and that the implementation writes t only, and none of the words around it.
+func TestReduceRows(t *testing.T) {
+	t.Parallel()
+	const ones, guard = ^big.Word(0), big.Word(0x5eed)
+	loops := dsig.ReduceRowsLoops()
+	t.Logf("%d implementations", len(loops))
+	for name, reduceRows := range loops {
+		t.Run(name, func(t *testing.T) {
+			r := mrand.New(mrand.NewPCG(9, 10))
+			words := func(n, kind int) []big.Word {
+				w := make([]big.Word, n)
+				for i := range w {
+					switch {
+					case kind == 1, kind == 2 && r.IntN(2) == 0:
+						w[i] = ones
+					default:
+						w[i] = big.Word(r.Uint64())
+					}
+				}
+				return w
+			}
+			two64 := new(big.Int).Lsh(big.NewInt(1), 64)
+			checked, carries := 0, 0
+			for n := 1; n <= 130; n++ {
+				for kind := range 9 {
+					m := words(n, kind/3)
+					m[0] |= 1
+					M := new(big.Int).SetBits(append([]big.Word(nil), m...))
+					inv := new(big.Int).ModInverse(new(big.Int).SetBits([]big.Word{m[0]}), two64)
+					k0 := big.Word(new(big.Int).Sub(two64, inv).Uint64()) // −m⁻¹ mod 2^64
+					for _, k := range []big.Word{k0, big.Word(r.Uint64())} {
+						t0 := words(2*n, kind%3)
+						buf := append(append([]big.Word{guard}, t0...), guard)
+						tw := buf[1 : 2*n+1]
+						mCopy := append([]big.Word(nil), m...)
+						c := reduceRows(tw, m, k)
+
+						want := append([]big.Word(nil), t0...)
+						wantC := dsig.ReduceRowsGo(want, mCopy, k)
+						if c != wantC || !slices.Equal(tw, want) {
+							t.Fatalf("%d words, kind %d, k0 %x: got %x carry %d, want %x carry %d\nm = %x\nt = %x", n, kind, k, tw, c, want, wantC, mCopy, t0)
+						}
+						if k == k0 {
+							for i := range n {
+								if tw[i] != 0 {
+									t.Fatalf("%d words, kind %d: word %d of t is %x, not 0", n, kind, i, tw[i])
+								}
+							}
+							// got·R ≡ t (mod m), got being t[n:2n] and the carry
+							got := new(big.Int).SetBits(append(append([]big.Word(nil), tw[n:]...), c))
+							got.Lsh(got, uint(64*n)).Sub(got, new(big.Int).SetBits(append([]big.Word(nil), t0...)))
+							if got.Mod(got, M).Sign() != 0 {
+								t.Fatalf("%d words, kind %d: the result is not t·R⁻¹ mod m", n, kind)
+							}
+						}
+						if buf[0] != guard || buf[2*n+1] != guard {
+							t.Fatalf("%d words: the words around t were overwritten: %x, %x", n, buf[0], buf[2*n+1])
+						}
+						if !slices.Equal(m, mCopy) {
+							t.Fatalf("%d words: m was overwritten", n)
+						}
+						checked++
+						carries += int(c)
+					}
+				}
+			}
+			if carries == 0 {
+				t.Fatal("no reduction carried out of t")
+			}
+			t.Logf("%d reductions checked, %d carrying out of t", checked, carries)
 		})
 	}
 }

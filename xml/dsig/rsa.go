@@ -5,8 +5,6 @@ import (
 	"crypto/rsa"
 	"math/big"
 	"sync"
-
-	"filippo.io/bigmod"
 )
 
 // digestInfoSHA256 is the DER encoding of a DigestInfo for SHA-256 without the hash itself
@@ -15,19 +13,18 @@ var digestInfoSHA256 = []byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x
 
 // rsaKey is a signer's RSA public key, with what its verifications can compute once: the
 // Montgomery constants of its modulus, which crypto/rsa computes again for every verification
-// (about a third of its cost). For RSA-2048 keys they are filippo.io/bigmod's (the standalone
-// crypto/internal/fips140/bigmod), whose assembly covers moduli of up to 2048 bits: there
-// montgomery.go is no faster (20.3 µs a verification against 20.1), so RSA-2048 keys keep
-// crypto/rsa's own arithmetic. For the other sizes (the center's RSA-3072 key) they are
-// montgomery.go's, on math/big's assembly loops and, on amd64, its own copy of the one that
-// matters: 41 µs for RSA-3072, against 65 µs for math/big's Exp (a division after every step,
-// for an exponent of one word) and 120 µs for bigmod, which has no assembly for 48 words
-// (BenchmarkVerifyRSA, on one core of an AMD EPYC). Verifier keeps one rsaKey per certificate.
+// (about a third of its cost). They are montgomery.go's, on math/big's assembly loops and, on
+// amd64, the package's own for the row operation and the reduction: 19.2 µs for RSA-2048, the
+// operators' and retailers' keys, against 20.6 µs for filippo.io/bigmod (the standalone
+// crypto/internal/fips140/bigmod, which RSA-2048 keys took until the reduction was in
+// assembly) and 30 µs for crypto/rsa; 39 µs for RSA-3072, the center's, against 66 µs for
+// math/big's Exp (a division after every step, for an exponent of one word) and 120 µs for
+// bigmod, which has no assembly for 48 words (BenchmarkVerifyRSA, medians of six, on one core
+// of an AMD EPYC). Verifier keeps one rsaKey per certificate.
 type rsaKey struct {
 	pub  *rsa.PublicKey
-	ok   bool            // crypto/rsa accepts the key (N odd, E odd, 3 ≤ E < 2³¹) and N ≤ maxRSABits
-	mod  *bigmod.Modulus // N, for 2048-bit keys
-	mont *montModulus    // N, for the others
+	ok   bool         // crypto/rsa accepts the key (N odd, E odd, 3 ≤ E < 2³¹) and N ≤ maxRSABits
+	mont *montModulus // N
 	// scratch holds *[]big.Word of 5·mont.words() words, the signature, the result and
 	// expVarTime's scratch, so that verifications do not allocate: a pool rather than arrays
 	// on the stack, which at maxRSABits would add 5 KB to every verification's frame.
@@ -48,29 +45,13 @@ func newRSAKey(pub *rsa.PublicKey) *rsaKey {
 	if !k.ok {
 		return k
 	}
-	if pub.N.BitLen() == 2048 {
-		m, err := bigmod.NewModulus(pub.N.Bytes())
-		if err != nil {
-			k.ok = false
-			return k
-		}
-		k.mod = m
-		return k
-	}
-	k.useMont()
-	return k
-}
-
-// useMont makes k verify with montgomery.go's arithmetic, whatever N's size (tests hold it to
-// crypto/rsa on RSA-2048 keys too).
-func (k *rsaKey) useMont() {
-	k.mod = nil
-	k.mont = newMontModulus(k.pub.N)
+	k.mont = newMontModulus(pub.N)
 	n := k.mont.words()
 	k.scratch.New = func() any {
 		w := make([]big.Word, 5*n)
 		return &w
 	}
+	return k
 }
 
 // verifyRSA checks an RSASSA-PKCS1-v1_5 signature over a SHA-256 hash, as
@@ -99,24 +80,16 @@ func (k *rsaKey) verify(hashed, sig []byte) error {
 	}
 	var emBuf, wantBuf [maxRSABytes]byte
 	em := emBuf[:size]
-	if k.mod != nil {
-		s, err := bigmod.NewNat().SetBytes(sig, k.mod) // refuses s ≥ N
-		if err != nil {
-			return rsa.ErrVerification
-		}
-		copy(em, bigmod.NewNat().ExpShortVarTime(s, uint(k.pub.E), k.mod).Bytes(k.mod))
-	} else {
-		w := k.scratch.Get().(*[]big.Word)
-		defer k.scratch.Put(w)
-		n := k.mont.words()
-		s, m := (*w)[:n], (*w)[n:2*n]
-		setBytes(s, sig)
-		if !less(s, k.mont.n) {
-			return rsa.ErrVerification
-		}
-		k.mont.expVarTime(m, s, uint(k.pub.E), (*w)[2*n:]) // m = s^E mod N (RFC 8017 §5.2.2)
-		fillBytes(em, m)
+	w := k.scratch.Get().(*[]big.Word)
+	defer k.scratch.Put(w)
+	n := k.mont.words()
+	s, m := (*w)[:n], (*w)[n:2*n]
+	setBytes(s, sig)
+	if !less(s, k.mont.n) {
+		return rsa.ErrVerification
 	}
+	k.mont.expVarTime(m, s, uint(k.pub.E), (*w)[2*n:]) // m = s^E mod N (RFC 8017 §5.2.2)
+	fillBytes(em, m)
 	// EM = 0x00 ‖ 0x01 ‖ PS (0xff, size − t − 3 of them) ‖ 0x00 ‖ DigestInfo ‖ hash
 	want := wantBuf[:size]
 	want[1] = 0x01
