@@ -675,8 +675,8 @@ func rsaVerifyTimes(p *auditParties) (t2048, t3072 time.Duration, err error) {
 }
 
 // dsigVerifyTime measures a signature check as xml/dsig makes it under a key its Verifier
-// keeps (dsig.RSAVerifier: bigmod for RSA-2048, Montgomery exponentiation on math/big's
-// assembly for the others), on a real signature by key (a value as large as the modulus: a
+// keeps (dsig.RSAVerifier: a Montgomery exponentiation on the key's kept constants, its
+// loops in assembly), on a real signature by key (a value as large as the modulus: a
 // small one, such as N - k, squares into small numbers and measures half the cost), best of
 // five.
 func dsigVerifyTime(key crypto.Signer, n int) (time.Duration, error) {
