@@ -6,9 +6,6 @@
 package pos
 
 import (
-	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
-
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
@@ -22,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/evoucher/evoucher"
+	"github.com/evoucher/evoucher/auditlog"
 	"github.com/evoucher/evoucher/pki"
 	"github.com/evoucher/evoucher/xml/dsig"
 	"github.com/evoucher/evoucher/xml/message"
@@ -96,8 +94,8 @@ func (t *Terminal) OpenReceiptFor(raw, sent []byte) (message.Receipt, error) {
 	if rc.InReplyTo != id {
 		return rc, evoucher.Errorf(evoucher.KindInvalid, "bad_receipt", "the center's receipt answers %s, not %s", rc.InReplyTo, id)
 	}
-	p := rc.LogProof
-	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, rc.LogIndex, p.Size, rfc6962.DefaultHasher.HashLeaf(sent), p.Hashes, p.Root); err != nil {
+	p := auditlog.Proof{Index: rc.LogIndex, Size: rc.LogProof.Size, Root: rc.LogProof.Root, Hashes: rc.LogProof.Hashes}
+	if err := p.Verify(sent); err != nil {
 		return rc, evoucher.Errorf(evoucher.KindInvalid, "bad_receipt", "the center's receipt for %s does not prove it in the exchange log at %d: %v", id, rc.LogIndex, err)
 	}
 	return rc, nil

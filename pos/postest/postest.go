@@ -24,9 +24,9 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/google/uuid"
-	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/evoucher/evoucher"
+	"github.com/evoucher/evoucher/auditlog"
 	"github.com/evoucher/evoucher/pos"
 	"github.com/evoucher/evoucher/xml/dsig"
 	"github.com/evoucher/evoucher/xml/message"
@@ -268,7 +268,7 @@ func (w *World) Exchange(_ context.Context, doc []byte) ([]byte, error) {
 		logged = append([]byte(nil), doc...)
 		logged[len(logged)-1] ^= 1
 	}
-	lp := message.LogProof{Size: 1, Root: rfc6962.DefaultHasher.HashLeaf(logged)}
+	lp := message.LogProof{Size: 1, Root: auditlog.LeafHash(logged)}
 	return dsig.SignBytes(message.BuildReceipt(message.Receipt{Envelope: w.env("rc-"), InReplyTo: env.MessageID,
 		Status: message.StatusAccepted, Detail: env.Type + " taken", LogProof: lp}), w.signKey, w.Sign)
 }
